@@ -1,0 +1,122 @@
+package tracesample
+
+import (
+	"encoding/binary"
+	"math"
+	"strconv"
+	"strings"
+)
+
+const (
+	// MaxThreshold is 2^56, the threshold of probability 0: no 56-bit
+	// randomness value reaches it, so nothing is kept.
+	MaxThreshold uint64 = 1 << 56
+
+	// randomnessMask keeps the 56 least-significant bits.
+	randomnessMask = MaxThreshold - 1
+
+	// thresholdHexDigits is the width of a 56-bit threshold in hex.
+	thresholdHexDigits = 14
+)
+
+// ThresholdFor returns the rejection threshold for sampling probability p:
+// round((1−p)·2^56), so 0 for p = 1 (keep everything) and [MaxThreshold]
+// for p = 0 (keep nothing). NaN and negative p are treated as 0, p > 1 as 1.
+//
+// The value is computed as 2^56 − round(p·2^56). Scaling p by a power of two
+// is exact in floating point, so this rounds the exact (1−p)·2^56 of the
+// given float64 p (an exact .5 tie resolves to the lower threshold),
+// whereas evaluating 1−p first would lose up to three low bits: for p = 0.1
+// it would give 0xe6666666666668 instead of 0xe6666666666666. Probabilities
+// below 2^-57 round to threshold 2^56 and keep nothing.
+func ThresholdFor(p float64) uint64 {
+	switch {
+	case !(p > 0): // also NaN
+		return MaxThreshold
+	case p >= 1:
+		return 0
+	}
+	// p·2^56 < 2^56, so the conversion cannot overflow.
+	return MaxThreshold - uint64(math.Round(p*float64(MaxThreshold)))
+}
+
+// Randomness returns the 56-bit randomness value of a trace ID: bytes 9 to
+// 15 read as a big-endian integer, in [0, 2^56).
+func Randomness(traceID [16]byte) uint64 {
+	return binary.BigEndian.Uint64(traceID[8:]) & randomnessMask
+}
+
+// Keep reports whether a trace is sampled at probability p, that is whether
+// Randomness(traceID) >= ThresholdFor(p). For many decisions at the same
+// probability, [NewSampler] avoids recomputing the threshold.
+func Keep(traceID [16]byte, p float64) bool {
+	return Randomness(traceID) >= ThresholdFor(p)
+}
+
+// ThresholdTValue returns the OpenTelemetry tracestate "th" value for
+// probability p, the sub-key written as "ot=th:<value>".
+//
+// Per the specification the threshold is written as 14 lowercase hex digits
+// (56 bits) with trailing zeros removed; a reader pads the digits back with
+// zeros on the right. Probability 1 (threshold 0) is written "0". Examples:
+// p = 0.5 → "8", p = 0.25 → "c", p = 0.1 → "e6666666666666".
+//
+// The value is the full-precision threshold that [Sampler] and [Keep] apply,
+// so it describes the decision exactly. (The specification suggests SDKs
+// round to 4 digits, e.g. "e666" for 0.1; a sampler doing so must also decide
+// with the rounded threshold.) Probability 0 has no encoding: 2^56 does not
+// fit in 14 digits and unsampled spans carry no tracestate. For p <= 0 or
+// NaN the result is "".
+func ThresholdTValue(p float64) string {
+	return thresholdTValue(ThresholdFor(p))
+}
+
+func thresholdTValue(t uint64) string {
+	switch {
+	case t >= MaxThreshold:
+		return ""
+	case t == 0:
+		return "0"
+	}
+	s := strconv.FormatUint(t, 16)
+	s = strings.Repeat("0", thresholdHexDigits-len(s)) + s
+	return strings.TrimRight(s, "0")
+}
+
+// Sampler makes consistent probability sampling decisions with a
+// precomputed threshold. Create it with [NewSampler]; the zero value has
+// threshold 0 and keeps every trace (probability 1). A Sampler is an
+// immutable value and safe for concurrent use.
+type Sampler struct {
+	threshold uint64
+}
+
+// NewSampler returns a Sampler for probability p, clamped as by
+// [ThresholdFor].
+func NewSampler(p float64) Sampler {
+	return Sampler{threshold: ThresholdFor(p)}
+}
+
+// Keep reports whether the trace with this ID is sampled. It does not
+// allocate.
+func (s Sampler) Keep(traceID [16]byte) bool {
+	return Randomness(traceID) >= s.threshold
+}
+
+// Probability returns the probability the Sampler actually applies,
+// (2^56 − threshold)/2^56. It can differ from the p given to [NewSampler] by
+// up to 2^-57 because of rounding, and is clamped to [0,1].
+func (s Sampler) Probability() float64 {
+	return float64(MaxThreshold-s.threshold) / float64(MaxThreshold)
+}
+
+// Threshold returns the rejection threshold in [0, 2^56].
+func (s Sampler) Threshold() uint64 {
+	return s.threshold
+}
+
+// TValue returns the tracestate "th" value for the Sampler's threshold; see
+// [ThresholdTValue].
+func (s Sampler) TValue() string {
+	return thresholdTValue(s.threshold)
+}
