@@ -1,0 +1,41 @@
+# otelfleet — the two commands on a fresh machine are `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/otelfleet/otelfleet/pkg/platform.Version=$(VERSION)
+# Every Go module of the workspace (go.work lists them).
+MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1/p')
+SERVICES := $(notdir $(wildcard services/*))
+TEST_TIMEOUT ?= 20m
+BENCHTIME ?= 1s
+
+.PHONY: run build test lint bench fuzz images e2e clean
+
+## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
+run: build
+	./bin/otelfleet dev $(ARGS)
+
+## build: every binary into bin/ (static, CGO off)
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/otelfleet ./cmd/otelfleet
+	@for s in $(SERVICES); do \
+	  echo "CGO_ENABLED=0 $(GO) build -o bin/otelfleet-$$s ./services/$$s/cmd/otelfleet-$$s"; \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/otelfleet-$$s ./services/$$s/cmd/otelfleet-$$s || exit 1; \
+	done
+
+## test: every module, with the race detector
+test:
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $(addsuffix /...,$(MODULES))
+
+## lint: gofmt and go vet on every module
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(addsuffix /...,$(MODULES))
+
+## bench: every Go benchmark once (figures in docs/PERFORMANCE.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(addsuffix /...,$(MODULES))
+
+clean:
+	rm -rf bin .data

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/pkg/microapi"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/platform"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitRefused     = 1 // refused or invalid: stderr names what was wrong
+	exitUsage       = 2
+	exitUnreachable = 3 // NATS unreachable: stderr says where it tried
+)
+
+// command is one top-level command.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, env *cliEnv, args []string) error
+}
+
+// cliEnv carries what every command shares: output streams and the NATS client settings.
+type cliEnv struct {
+	stdout, stderr io.Writer
+	nats           natsconn.Options
+	root           string
+	timeout        time.Duration
+}
+
+// exitError carries an exit code through a returned error.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError returns an error that exits with code 2.
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// refused returns an error that exits with code 1.
+func refused(err error) error { return &exitError{code: exitRefused, err: err} }
+
+func run(ctx context.Context, args []string) int {
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr}
+	return env.main(ctx, args)
+}
+
+func (env *cliEnv) main(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("otelfleet", flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	env.bindGlobals(knobs.New(fs))
+	fs.Usage = func() { env.printUsage(fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() == 0 {
+		env.printUsage(fs)
+		return exitUsage
+	}
+	name := fs.Arg(0)
+	if name == "help" {
+		env.printUsage(fs)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return env.exitCode(c.run(ctx, env, fs.Args()[1:]))
+		}
+	}
+	fmt.Fprintf(env.stderr, "otelfleet: unknown command %q (see otelfleet help)\n", name)
+	return exitUsage
+}
+
+func (env *cliEnv) exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(env.stderr, "otelfleet: %v\n", err)
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, natsconn.ErrUnreachable):
+		return exitUnreachable
+	case microapi.CodeOf(err) == microapi.CodeUnavailable:
+		return exitUnreachable
+	default:
+		return exitRefused
+	}
+}
+
+func (env *cliEnv) printUsage(fs *flag.FlagSet) {
+	w := env.stderr
+	fmt.Fprintln(w, "otelfleet — a control plane for fleets of OpenTelemetry collectors")
+	fmt.Fprintln(w, "\nUsage: otelfleet [global flags] COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\nCommands:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nGlobal flags (also accepted after the command):")
+	fs.PrintDefaults()
+	fmt.Fprintln(w, "\nExit codes: 0 ok, 1 refused or invalid, 2 usage, 3 NATS unreachable.")
+}
+
+// bindGlobals registers the client flags shared by every command.
+func (env *cliEnv) bindGlobals(k *knobs.Set) {
+	def := natsconn.OptionsFromEnv()
+	k.String(&env.nats.URL, "nats", "", def.URL, "NATS server URL (env NATS_URL)")
+	env.nats.CredsFile, env.nats.User, env.nats.Password, env.nats.Token, env.nats.CAFile = def.CredsFile, def.User, def.Password, def.Token, def.CAFile
+	k.String(&env.root, "subject-root", "OTELFLEET_ROOT", events.DefaultRoot, "subject root")
+	k.Duration(&env.timeout, "timeout", "", 5*time.Second, "how long to wait for NATS and for replies")
+}
+
+// flags returns a flag set for a subcommand that also accepts the global flags.
+func (env *cliEnv) flags(name, usage string) (*flag.FlagSet, *knobs.Set) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	k := knobs.New(fs)
+	fs.StringVar(&env.nats.URL, "nats", env.nats.URL, "NATS server URL (env NATS_URL)")
+	fs.DurationVar(&env.timeout, "timeout", env.timeout, "how long to wait for NATS and for replies")
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "Usage: otelfleet %s\n\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs, k
+}
+
+// parse parses args with fs, mapping flag errors to usage errors. Flags may come after
+// positional arguments too.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// namespace returns the names for the configured subject root.
+func (env *cliEnv) namespace() (events.Namespace, error) {
+	ns, err := events.NewNamespace(env.root)
+	if err != nil {
+		return ns, usageError("--subject-root: %v", err)
+	}
+	return ns, nil
+}
+
+// dial connects to NATS, failing fast with exit code 3 when it is unreachable.
+func (env *cliEnv) dial() (*nats.Conn, error) {
+	env.nats.Name = "otelfleet-cli"
+	nc, err := natsconn.Dial(env.nats, env.timeout)
+	if err != nil {
+		if errors.Is(err, natsconn.ErrUnreachable) {
+			return nil, &exitError{code: exitUnreachable, err: err}
+		}
+		return nil, err
+	}
+	return nc, nil
+}
+
+// jetStream dials and returns a JetStream context; close the connection when done.
+func (env *cliEnv) jetStream() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := env.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// request calls a micro endpoint of service with a timeout.
+func (env *cliEnv) request(ctx context.Context, nc *nats.Conn, service, op string, in, out any) error {
+	ns, err := env.namespace()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, env.timeout)
+	defer cancel()
+	return microapi.Request(ctx, nc, ns.Endpoint(service, op), in, out)
+}
+
+// outputFlag registers -o with the allowed formats, the first being the default.
+func outputFlag(fs *flag.FlagSet, formats ...string) *string {
+	p := new(string)
+	fs.StringVar(p, "o", formats[0], "output format: "+strings.Join(formats, ", "))
+	return p
+}
+
+// checkOutput validates an -o value.
+func checkOutput(got string, formats ...string) error {
+	for _, f := range formats {
+		if got == f {
+			return nil
+		}
+	}
+	return usageError("-o %q: want one of %s", got, strings.Join(formats, ", "))
+}
+
+// printJSON writes v as indented JSON.
+func (env *cliEnv) printJSON(v any) error {
+	enc := json.NewEncoder(env.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table returns a tab writer for aligned columns; call Flush when done.
+func (env *cliEnv) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+}
+
+func runVersion(_ context.Context, env *cliEnv, _ []string) error {
+	fmt.Fprintln(env.stdout, "otelfleet", platform.Version)
+	return nil
+}
+
+// since formats an age for people.
+func since(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := time.Since(t).Round(time.Second)
+	if d < 0 {
+		d = 0
+	}
+	return d.String() + " ago"
+}
+
+
+func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
+	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/pkg/natsembed"
+	"github.com/otelfleet/otelfleet/pkg/platform"
+	configsvc "github.com/otelfleet/otelfleet/services/config"
+)
+
+// devOptions are the flags of `otelfleet dev`.
+type devOptions struct {
+	dataDir  string
+	natsHost string
+	natsPort int
+	services string
+	config   configsvc.Config
+	natsLog  bool
+}
+
+// devService is one service `otelfleet dev` can run in-process, wired by the same fx
+// module as its standalone binary.
+type devService struct {
+	name   string
+	module func(o *devOptions) fx.Option
+}
+
+// devServices lists the services in start order.
+var devServices = []devService{
+	{name: "config", module: func(o *devOptions) fx.Option { return configsvc.Module(o.config) }},
+}
+
+func devServiceNames() []string { return names(devServices) }
+
+// selectServices parses --services.
+func selectServices(list string) ([]devService, error) {
+	if strings.TrimSpace(list) == "" || list == "all" {
+		return devServices, nil
+	}
+	var out []devService
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(devServices, func(s devService) bool { return s.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("--services: unknown service %q (known: %s)", name, strings.Join(devServiceNames(), ", "))
+		}
+		out = append(out, devServices[i])
+	}
+	return out, nil
+}
+
+func runDev(ctx context.Context, env *cliEnv, args []string) error {
+	s := platform.DefaultSettings("dev")
+	s.AdminAddr = "127.0.0.1:8080"
+	s.LogFormat = "text"
+	o := &devOptions{config: configsvc.DefaultConfig()}
+	fs, k := env.flags("dev", "dev [flags]")
+	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
+	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
+	k.Int(&o.natsPort, "nats-port", "", 4222, "embedded NATS client port")
+	k.Bool(&o.natsLog, "nats-log", "", false, "log the embedded NATS server's own messages")
+	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
+	bindDevSettings(k, &s)
+	o.config.Bind(k)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := k.Err(); err != nil {
+		return usageError("%v", err)
+	}
+	selected, err := selectServices(o.services)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if err := errors.Join(o.config.Validate(), s.Validate()); err != nil {
+		return usageError("%v", err)
+	}
+
+	srv, err := natsembed.Start(natsembed.Options{DataDir: o.dataDir, Host: o.natsHost, Port: o.natsPort, Debug: o.natsLog})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	s.NATS.URL = srv.ClientURL()
+
+	opts := []fx.Option{platform.Options(s), platform.Module(s), configwatch.Module}
+	for _, svc := range selected {
+		opts = append(opts, svc.module(o))
+	}
+	app := fx.New(opts...)
+	if err := app.Err(); err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return fmt.Errorf("dev: start: %w", err)
+	}
+	fmt.Fprintf(env.stderr, "otelfleet dev: NATS %s · admin http://%s · services %s · data %s\n",
+		srv.ClientURL(), s.AdminAddr, strings.Join(names(selected), ","), o.dataDir)
+	fmt.Fprintln(env.stderr, "otelfleet dev: press Ctrl-C to stop")
+	<-ctx.Done()
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), s.StopTimeout)
+	defer cancelStop()
+	if err := app.Stop(stopCtx); err != nil {
+		return fmt.Errorf("dev: stop: %w", err)
+	}
+	return nil
+}
+
+// bindDevSettings registers the shared settings that make sense for the dev stack.
+func bindDevSettings(k *knobs.Set, s *platform.Settings) {
+	k.String(&s.AdminAddr, "admin-addr", "ADMIN_ADDR", s.AdminAddr, "admin HTTP address shared by every in-process service")
+	k.String(&s.Region, "region", "REGION", s.Region, "region of the in-process services")
+	k.String(&s.LogLevel, "log-level", "LOG_LEVEL", s.LogLevel, "log level: debug, info, warn, error")
+	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")
+	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL")
+	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL")
+}
+
+func names(ss []devService) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.name
+	}
+	return out
+}

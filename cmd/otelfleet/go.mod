@@ -1,0 +1,13 @@
+module github.com/otelfleet/otelfleet/cmd/otelfleet
+
+go 1.26.0
+
+require (
+	github.com/otelfleet/otelfleet/pkg v0.0.0
+	github.com/otelfleet/otelfleet/services/config v0.0.0
+)
+
+replace (
+	github.com/otelfleet/otelfleet/pkg => ../../pkg
+	github.com/otelfleet/otelfleet/services/config => ../../services/config
+)

@@ -1,0 +1,133 @@
+package natsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+)
+
+// Defaults for the TTL classes of the contract's buckets.
+const (
+	DefaultRegistryTTL = 30 * time.Second
+	DefaultLeaseTTL    = 5 * time.Second
+	// MinTTL is the smallest bucket TTL the server accepts for limit markers.
+	MinTTL = time.Second
+	// ConfigHistory is how many versions of each config key the bucket keeps (the
+	// maximum JetStream KV allows); rollback reaches this far back.
+	ConfigHistory = 64
+)
+
+// Layout says how to size the contract's streams and buckets.
+type Layout struct {
+	Namespace events.Namespace
+	// RegistryTTL is the registry bucket's TTL: a registration not refreshed within it
+	// expires and watchers see a purge marker.
+	RegistryTTL time.Duration
+	// LeaseTTL is the leases bucket's TTL: a leader that stops renewing loses its lease
+	// after it.
+	LeaseTTL time.Duration
+	// Replicas is the stream replica count (1 for a single server, 3 in a cluster).
+	Replicas int
+}
+
+// DefaultLayout is the layout of a laptop deployment.
+func DefaultLayout() Layout {
+	return Layout{Namespace: events.Default, RegistryTTL: DefaultRegistryTTL, LeaseTTL: DefaultLeaseTTL, Replicas: 1}
+}
+
+// Validate checks the TTLs and replica count.
+func (l Layout) Validate() error {
+	var errs []error
+	if l.RegistryTTL < MinTTL {
+		errs = append(errs, fmt.Errorf("registry TTL %v: must be at least %v", l.RegistryTTL, MinTTL))
+	}
+	if l.LeaseTTL < MinTTL {
+		errs = append(errs, fmt.Errorf("lease TTL %v: must be at least %v", l.LeaseTTL, MinTTL))
+	}
+	if l.Replicas < 1 || l.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: must be in [1, 5]", l.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// Buckets holds the contract's KV buckets.
+type Buckets struct {
+	Config   jetstream.KeyValue
+	Registry jetstream.KeyValue
+	Leases   jetstream.KeyValue
+	Sampling jetstream.KeyValue
+}
+
+// Provision creates or updates the contract's streams and KV buckets. It is idempotent:
+// running it again, from any number of processes, converges on the same configuration.
+func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	ns := l.Namespace
+	streams := []jetstream.StreamConfig{
+		{
+			Name:              ns.LoadStream(),
+			Description:       "otelfleet load reports from collectors",
+			Subjects:          []string{ns.LoadSubjects()},
+			Retention:         jetstream.LimitsPolicy,
+			MaxAge:            15 * time.Minute,
+			MaxMsgsPerSubject: 120,
+			MaxBytes:          512 << 20,
+			Discard:           jetstream.DiscardOld,
+			Storage:           jetstream.FileStorage,
+			Replicas:          l.Replicas,
+		},
+		{
+			Name:        ns.EventsStream(),
+			Description: "otelfleet lifecycle events",
+			Subjects:    []string{ns.EventSubjects()},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      24 * time.Hour,
+			MaxBytes:    256 << 20,
+			Discard:     jetstream.DiscardOld,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.Replicas,
+		},
+	}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("provision stream %s: %w", sc.Name, err)
+		}
+	}
+	kvs := []jetstream.KeyValueConfig{
+		{Bucket: ns.ConfigBucket(), Description: "otelfleet global and regional configuration", History: ConfigHistory, Replicas: l.Replicas},
+		{Bucket: ns.RegistryBucket(), Description: "otelfleet registrations", History: 1, TTL: l.RegistryTTL, LimitMarkerTTL: l.RegistryTTL, Replicas: l.Replicas},
+		{Bucket: ns.LeasesBucket(), Description: "otelfleet leader leases and locks", History: 1, TTL: l.LeaseTTL, LimitMarkerTTL: l.LeaseTTL, Replicas: l.Replicas},
+		{Bucket: ns.SamplingBucket(), Description: "otelfleet sampling decision", History: 10, Replicas: l.Replicas},
+	}
+	out := make([]jetstream.KeyValue, len(kvs))
+	for i, kc := range kvs {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)
+		if err != nil {
+			return nil, fmt.Errorf("provision KV bucket %s: %w", kc.Bucket, err)
+		}
+		out[i] = kv
+	}
+	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3]}, nil
+}
+
+// OpenBuckets binds to the contract's buckets without creating or changing them (for the
+// CLI, which must not resize what the services provisioned).
+func OpenBuckets(ctx context.Context, js jetstream.JetStream, ns events.Namespace) (*Buckets, error) {
+	names := []string{ns.ConfigBucket(), ns.RegistryBucket(), ns.LeasesBucket(), ns.SamplingBucket()}
+	out := make([]jetstream.KeyValue, len(names))
+	for i, n := range names {
+		kv, err := js.KeyValue(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("open KV bucket %s (is an otelfleet service running?): %w", n, err)
+		}
+		out[i] = kv
+	}
+	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3]}, nil
+}

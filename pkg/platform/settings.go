@@ -1,0 +1,157 @@
+package platform
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+)
+
+// Version is the build version, set at link time with -X.
+var Version = "dev"
+
+// Settings are the knobs every service shares.
+type Settings struct {
+	// Process names the process in logs and the NATS connection name, e.g. "config" or "dev".
+	Process string
+	// Instance is this process's unique id (env INSTANCE_ID; default host name plus a
+	// random suffix). It names the instance in registrations, events and config reports.
+	Instance string
+	// Region is the region this process runs in (env REGION).
+	Region string
+	// AdminAddr is the admin HTTP listen address (env ADMIN_ADDR).
+	AdminAddr string
+	// LogLevel is debug, info, warn or error (env LOG_LEVEL).
+	LogLevel string
+	// LogFormat is json or text (env LOG_FORMAT).
+	LogFormat string
+	// Root is the subject root (env OTELFLEET_ROOT).
+	Root string
+	// NATS says how to reach NATS (env NATS_URL, NATS_CREDS, ...).
+	NATS natsconn.Options
+	// RegistryTTL and LeaseTTL size the registry and leases buckets (env REGISTRY_TTL,
+	// LEASE_TTL). Every process provisions the buckets with them, so give all processes
+	// the same values.
+	RegistryTTL time.Duration
+	LeaseTTL    time.Duration
+	// Replicas is the replica count of streams and buckets (env JS_REPLICAS).
+	Replicas int
+	// StopTimeout bounds graceful shutdown.
+	StopTimeout time.Duration
+}
+
+// DefaultSettings returns the settings of a standalone service on a laptop.
+func DefaultSettings(process string) Settings {
+	return Settings{
+		Process:     process,
+		Instance:    DefaultInstanceID(),
+		Region:      "local",
+		AdminAddr:   ":8080",
+		LogLevel:    "info",
+		LogFormat:   "json",
+		Root:        events.DefaultRoot,
+		NATS:        natsconn.Options{URL: natsconn.DefaultURL},
+		RegistryTTL: natsconn.DefaultRegistryTTL,
+		LeaseTTL:    natsconn.DefaultLeaseTTL,
+		Replicas:    1,
+		StopTimeout: 5 * time.Second,
+	}
+}
+
+// DefaultInstanceID is the host name plus a short random suffix, reduced to a valid token.
+func DefaultInstanceID() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return SanitizeToken(host) + "-" + hex.EncodeToString(b[:])
+}
+
+// SanitizeToken maps s to a valid name token by replacing every other byte with '-'.
+func SanitizeToken(s string) string {
+	var sb strings.Builder
+	for i := 0; i < len(s) && sb.Len() < 100; i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			sb.WriteByte(c)
+		} else {
+			sb.WriteByte('-')
+		}
+	}
+	if sb.Len() == 0 {
+		return "otelfleet"
+	}
+	return sb.String()
+}
+
+// Bind registers the shared knobs on k, with defaults taken from s.
+func (s *Settings) Bind(k *knobs.Set) {
+	k.String(&s.Instance, "instance-id", "INSTANCE_ID", s.Instance, "unique id of this instance")
+	k.String(&s.Region, "region", "REGION", s.Region, "region this instance runs in")
+	k.String(&s.AdminAddr, "admin-addr", "ADMIN_ADDR", s.AdminAddr, "admin HTTP address (/metrics, /healthz, /readyz)")
+	k.String(&s.LogLevel, "log-level", "LOG_LEVEL", s.LogLevel, "log level: debug, info, warn, error")
+	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")
+	k.String(&s.Root, "subject-root", "OTELFLEET_ROOT", s.Root, "subject root of every subject, stream and bucket name")
+	k.String(&s.NATS.URL, "nats", "NATS_URL", s.NATS.URL, "NATS server URL(s), comma-separated; tls:// for TLS")
+	k.String(&s.NATS.CredsFile, "nats-creds", "NATS_CREDS", s.NATS.CredsFile, "NATS credentials file")
+	k.String(&s.NATS.User, "nats-user", "NATS_USER", s.NATS.User, "NATS user name")
+	k.String(&s.NATS.Password, "nats-password", "NATS_PASSWORD", s.NATS.Password, "NATS password")
+	k.String(&s.NATS.Token, "nats-token", "NATS_TOKEN", s.NATS.Token, "NATS token")
+	k.String(&s.NATS.CAFile, "nats-ca", "NATS_CA", s.NATS.CAFile, "extra root CA file for tls:// servers")
+	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL: an instance that stops heart-beating expires after it")
+	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL: failover takes about this long after a leader dies")
+	k.Int(&s.Replicas, "js-replicas", "JS_REPLICAS", s.Replicas, "replicas of streams and buckets (3 in a JetStream cluster)")
+}
+
+// Namespace returns the names rooted at s.Root.
+func (s Settings) Namespace() (events.Namespace, error) { return events.NewNamespace(s.Root) }
+
+// Layout returns the stream and bucket layout.
+func (s Settings) Layout() (natsconn.Layout, error) {
+	ns, err := s.Namespace()
+	if err != nil {
+		return natsconn.Layout{}, err
+	}
+	return natsconn.Layout{Namespace: ns, RegistryTTL: s.RegistryTTL, LeaseTTL: s.LeaseTTL, Replicas: s.Replicas}, nil
+}
+
+// Validate reports every invalid setting, naming the flag.
+func (s Settings) Validate() error {
+	var errs []error
+	if err := events.CheckToken("--instance-id", s.Instance); err != nil {
+		errs = append(errs, err)
+	}
+	if err := events.CheckToken("--region", s.Region); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseLevel(s.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if s.LogFormat != "json" && s.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", s.LogFormat))
+	}
+	if l, err := s.Layout(); err != nil {
+		errs = append(errs, err)
+	} else if err := l.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}

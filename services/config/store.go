@@ -1,0 +1,375 @@
+package configsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+)
+
+// Errors returned by Store.
+var (
+	// ErrConflict is returned when the key changed between reading and writing it, or
+	// when the caller's expected version is not the stored one. Nothing was written.
+	ErrConflict = errors.New("conflict")
+	// ErrNotFound is returned when a key or a version does not exist.
+	ErrNotFound = errors.New("not found")
+)
+
+// Store reads and writes versioned config documents in the config bucket.
+type Store struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// NewStore returns a store on kv (the otlp_config bucket).
+func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv, now: time.Now} }
+
+// Stamp is the version metadata every stored document carries.
+type Stamp struct {
+	Version   uint64    `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy string    `json:"updated_by"`
+}
+
+// docType describes one kind of stored document (the global config or a region's).
+type docType[T any] struct {
+	key string
+	// load decodes and validates a stored value.
+	load func([]byte) (T, error)
+	// stamp gives access to the document's version metadata.
+	stamp func(*T) (*uint64, *time.Time, *string)
+	diff  func(a, b T) []string
+}
+
+func globalDoc() docType[fleetconfig.Global] {
+	return docType[fleetconfig.Global]{
+		key: events.GlobalConfigKey,
+		load: func(b []byte) (fleetconfig.Global, error) {
+			g, err := fleetconfig.DecodeGlobalJSON(b)
+			if err == nil {
+				err = g.Validate()
+			}
+			return g, err
+		},
+		stamp: func(g *fleetconfig.Global) (*uint64, *time.Time, *string) { return &g.Version, &g.UpdatedAt, &g.UpdatedBy },
+		diff:  fleetconfig.Diff,
+	}
+}
+
+func regionDoc(region string) (docType[fleetconfig.Region], error) {
+	key, err := events.RegionConfigKey(region)
+	if err != nil {
+		return docType[fleetconfig.Region]{}, err
+	}
+	return docType[fleetconfig.Region]{
+		key: key,
+		load: func(b []byte) (fleetconfig.Region, error) {
+			r, err := fleetconfig.DecodeRegionJSON(b)
+			if err == nil {
+				err = r.Validate(region)
+			}
+			return r, err
+		},
+		stamp: func(r *fleetconfig.Region) (*uint64, *time.Time, *string) { return &r.Version, &r.UpdatedAt, &r.UpdatedBy },
+		diff:  fleetconfig.DiffRegion,
+	}, nil
+}
+
+// Change is the outcome of an accepted write.
+type Change struct {
+	Key        string   `json:"key"`
+	OldVersion uint64   `json:"old_version"`
+	NewVersion uint64   `json:"new_version"`
+	Changed    []string `json:"changed"`
+	By         string   `json:"by"`
+	Revision   uint64   `json:"revision"`
+}
+
+// current returns the stored document of d and its revision; a missing key gives the zero
+// document and revision 0. A stored value that fails to decode or validate is returned
+// as an error wrapping fleetconfig's error together with the revision, so a writer can
+// still replace it.
+func current[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) (T, uint64, error) {
+	var zero T
+	e, err := kv.Get(ctx, d.key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return zero, 0, nil
+	case err != nil:
+		return zero, 0, fmt.Errorf("read %s: %w", d.key, err)
+	}
+	doc, err := d.load(e.Value())
+	if err != nil {
+		return zero, e.Revision(), &storedInvalidError{key: d.key, revision: e.Revision(), err: err}
+	}
+	return doc, e.Revision(), nil
+}
+
+type storedInvalidError struct {
+	key      string
+	revision uint64
+	err      error
+}
+
+func (e *storedInvalidError) Error() string {
+	return fmt.Sprintf("stored value of %s at revision %d is invalid: %v", e.key, e.revision, e.err)
+}
+func (e *storedInvalidError) Unwrap() error { return e.err }
+
+// put writes doc as the next version of d's key with a revision check. ifVersion, when
+// non-nil, must equal the stored version. The new version is one above the highest
+// version found in the key's history, so versions stay monotonic even over a garbage
+// value written straight into the bucket.
+func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, ifVersion *uint64) (Change, error) {
+	old, rev, err := current(ctx, s.kv, d)
+	var invalid *storedInvalidError
+	if err != nil && !errors.As(err, &invalid) {
+		return Change{}, err
+	}
+	oldVersion, _, _ := d.stamp(&old)
+	if ifVersion != nil && invalid != nil {
+		return Change{}, fmt.Errorf("%w: the stored value of %s is invalid, so its version is unknown; write without an expected version to replace it", ErrConflict, d.key)
+	}
+	if ifVersion != nil && *ifVersion != *oldVersion {
+		return Change{}, fmt.Errorf("%w: %s is at version %d, not %d as expected; fetch it again and retry", ErrConflict, d.key, *oldVersion, *ifVersion)
+	}
+	next := *oldVersion + 1
+	if invalid != nil {
+		if top, err := highestVersion(ctx, s.kv, d); err == nil && top >= next {
+			next = top + 1
+		}
+	}
+	v, at, who := d.stamp(&doc)
+	*v, *at, *who = next, s.now().UTC(), by
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return Change{}, err
+	}
+	var newRev uint64
+	if rev == 0 {
+		newRev, err = s.kv.Create(ctx, d.key, data)
+	} else {
+		newRev, err = s.kv.Update(ctx, d.key, data, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return Change{}, fmt.Errorf("%w: %s was changed by another writer while this one was being written; nothing was written, fetch it again and retry", ErrConflict, d.key)
+	}
+	if err != nil {
+		return Change{}, fmt.Errorf("write %s: %w", d.key, err)
+	}
+	changed := d.diff(old, doc)
+	if invalid != nil || rev == 0 {
+		changed = d.diff(*new(T), doc)
+	}
+	return Change{Key: d.key, OldVersion: *oldVersion, NewVersion: next, Changed: changed, By: by, Revision: newRev}, nil
+}
+
+// HistoryEntry is one stored revision of a key.
+type HistoryEntry struct {
+	Revision uint64 `json:"revision"`
+	Stamp
+	// Valid is false for a value that fails to decode or validate (written straight into
+	// the bucket); Error then says why, and Stamp is empty.
+	Valid   bool   `json:"valid"`
+	Error   string `json:"error,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	// Changed lists the top-level fields that differ from the previous valid version.
+	Changed []string `json:"changed,omitempty"`
+}
+
+// history returns d's stored revisions, oldest first, with the decoded documents of the
+// valid ones.
+func history[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) ([]HistoryEntry, []T, error) {
+	entries, err := kv.History(ctx, d.key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil, fmt.Errorf("%w: %s has no history", ErrNotFound, d.key)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("history of %s: %w", d.key, err)
+	}
+	out := make([]HistoryEntry, 0, len(entries))
+	docs := make([]T, 0, len(entries))
+	var prev T
+	for _, e := range entries {
+		h := HistoryEntry{Revision: e.Revision()}
+		var doc T
+		switch {
+		case e.Operation() != jetstream.KeyValuePut:
+			h.Deleted = true
+		default:
+			var err error
+			doc, err = d.load(e.Value())
+			if err != nil {
+				h.Error = err.Error()
+				break
+			}
+			h.Valid = true
+			v, at, by := d.stamp(&doc)
+			h.Stamp = Stamp{Version: *v, UpdatedAt: *at, UpdatedBy: *by}
+			h.Changed = d.diff(prev, doc)
+			prev = doc
+		}
+		out = append(out, h)
+		docs = append(docs, doc)
+	}
+	return out, docs, nil
+}
+
+func highestVersion[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) (uint64, error) {
+	hist, _, err := history(ctx, kv, d)
+	if err != nil {
+		return 0, err
+	}
+	var top uint64
+	for _, h := range hist {
+		top = max(top, h.Version)
+	}
+	return top, nil
+}
+
+// inForce returns the newest valid version of d's key (what watchers keep in force) and,
+// when the newest stored value is not that one, the problem with the newest value.
+func inForce[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) (T, *HistoryEntry, error) {
+	var zero T
+	hist, docs, err := history(ctx, kv, d)
+	if err != nil {
+		return zero, nil, err
+	}
+	var warn *HistoryEntry
+	if last := hist[len(hist)-1]; !last.Valid {
+		warn = &last
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Valid {
+			return docs[i], warn, nil
+		}
+	}
+	return zero, warn, fmt.Errorf("%w: %s has no valid version in its history", ErrNotFound, d.key)
+}
+
+// rollback writes the content of version to as the key's next version.
+func rollback[T any](ctx context.Context, s *Store, d docType[T], to uint64, by string) (Change, error) {
+	hist, docs, err := history(ctx, s.kv, d)
+	if err != nil {
+		return Change{}, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Valid && hist[i].Version == to {
+			return put(ctx, s, d, docs[i], by, nil)
+		}
+	}
+	return Change{}, fmt.Errorf("%w: %s has no version %d in its kept history (see otelfleet config history)", ErrNotFound, d.key, to)
+}
+
+// PutGlobal validates g and writes it as the next global version.
+func (s *Store) PutGlobal(ctx context.Context, g fleetconfig.Global, by string, ifVersion *uint64) (Change, error) {
+	if err := g.Validate(); err != nil {
+		return Change{}, err
+	}
+	return put(ctx, s, globalDoc(), g, by, ifVersion)
+}
+
+// PutRegion validates r and writes it as the next version of region's overrides.
+func (s *Store) PutRegion(ctx context.Context, region string, r fleetconfig.Region, by string, ifVersion *uint64) (Change, error) {
+	d, err := regionDoc(region)
+	if err != nil {
+		return Change{}, err
+	}
+	if err := r.Validate(region); err != nil {
+		return Change{}, err
+	}
+	return put(ctx, s, d, r, by, ifVersion)
+}
+
+// Global returns the global config in force (the newest valid version) and, when the
+// newest stored value is invalid, that value's history entry as a warning.
+func (s *Store) Global(ctx context.Context) (fleetconfig.Global, *HistoryEntry, error) {
+	return inForce(ctx, s.kv, globalDoc())
+}
+
+// Regions returns every region's overrides in force, with warnings for invalid newest values.
+func (s *Store) Regions(ctx context.Context) (map[string]fleetconfig.Region, []HistoryEntry, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list config keys: %w", err)
+	}
+	out := map[string]fleetconfig.Region{}
+	var warns []HistoryEntry
+	for key := range lister.Keys() {
+		region, ok := events.RegionFromConfigKey(key)
+		if !ok {
+			continue
+		}
+		d, _ := regionDoc(region)
+		r, warn, err := inForce(ctx, s.kv, d)
+		if warn != nil {
+			warns = append(warns, *warn)
+		}
+		if err == nil {
+			out[region] = r
+		}
+	}
+	return out, warns, nil
+}
+
+// History returns the kept revisions of key ("global" or "region.<r>"), oldest first.
+func (s *Store) History(ctx context.Context, key string) ([]HistoryEntry, error) {
+	if region, ok := events.RegionFromConfigKey(key); ok {
+		d, _ := regionDoc(region)
+		h, _, err := history(ctx, s.kv, d)
+		return h, err
+	}
+	if key != events.GlobalConfigKey {
+		return nil, fmt.Errorf("%w: key %q: want \"global\" or \"region.<region>\"", ErrNotFound, key)
+	}
+	h, _, err := history(ctx, s.kv, globalDoc())
+	return h, err
+}
+
+// Rollback writes the content of version to of key as its next version.
+func (s *Store) Rollback(ctx context.Context, key string, to uint64, by string) (Change, error) {
+	if region, ok := events.RegionFromConfigKey(key); ok {
+		d, _ := regionDoc(region)
+		return rollback(ctx, s, d, to, by)
+	}
+	if key != events.GlobalConfigKey {
+		return Change{}, fmt.Errorf("%w: key %q: want \"global\" or \"region.<region>\"", ErrNotFound, key)
+	}
+	return rollback(ctx, s, globalDoc(), to, by)
+}
+
+// Init stores f as version 1 of every key that does not exist yet (first start). Keys
+// that exist are left alone, so any number of replicas may call it at once.
+func (s *Store) Init(ctx context.Context, f fleetconfig.File, by string) ([]Change, error) {
+	var out []Change
+	c, err := put(ctx, s, globalDoc(), f.Global, by, ptr(uint64(0)))
+	switch {
+	case err == nil:
+		out = append(out, c)
+	case !errors.Is(err, ErrConflict):
+		return out, err
+	}
+	for name, r := range f.Regions {
+		d, err := regionDoc(name)
+		if err != nil {
+			return out, err
+		}
+		c, err := put(ctx, s, d, r, by, ptr(uint64(0)))
+		switch {
+		case err == nil:
+			out = append(out, c)
+		case !errors.Is(err, ErrConflict):
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func ptr[T any](v T) *T { return &v }
