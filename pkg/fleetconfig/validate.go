@@ -21,9 +21,9 @@ var ErrInvalid = errors.New("invalid config")
 type Problem struct {
 	// Path locates the field, e.g. "global.sampling_strategies[0].min_rate"
 	// or "regions.eu-west.batch.max_wait_time".
-	Path string
+	Path string `json:"path"`
 	// Message states the rule broken, e.g. "0.6 is greater than max_rate 0.5".
-	Message string
+	Message string `json:"message"`
 }
 
 // String returns "path: message".
