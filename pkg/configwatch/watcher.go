@@ -15,6 +15,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 )
 
 // Snapshot is the configuration in force at one instance.
@@ -172,51 +173,18 @@ func (w *Watcher) answerReport(m *nats.Msg) {
 
 func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
-	for ctx.Err() == nil {
-		err := w.watch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		w.opts.Log.Warn("config watch ended, restarting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
-}
-
-// watch runs one KV watch until it fails or ctx ends. nats.go's ordered consumer behind
-// the watch survives reconnects by itself; this loop only covers a watch that could not
-// be created (NATS down at start) or was closed.
-func (w *Watcher) watch(ctx context.Context) error {
-	kw, err := w.kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = kw.Stop() }()
-	initial := !w.Ready()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return errors.New("watch channel closed")
-			}
-			if e == nil { // end of the initial values
-				if initial {
-					initial = false
-					w.publish()
-					w.readyOnce.Do(func() { close(w.ready) })
-				}
-				continue
-			}
-			if w.apply(e) && !initial {
+	kvwatch.Run(ctx, w.nc, w.kv, "", func(e jetstream.KeyValueEntry) {
+		if e == nil { // end of a (re)play of the current values
+			if !w.Ready() {
 				w.publish()
+				w.readyOnce.Do(func() { close(w.ready) })
 			}
+			return
 		}
-	}
+		if w.apply(e) && w.Ready() {
+			w.publish()
+		}
+	}, func(err error) { w.opts.Log.Warn("config watch failed, retrying", "err", err) })
 }
 
 // apply folds one entry into the snapshot and reports whether the snapshot changed.
