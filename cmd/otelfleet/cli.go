@@ -266,7 +266,6 @@ func since(t time.Time) string {
 	return d.String() + " ago"
 }
 
-
 func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
 
 func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

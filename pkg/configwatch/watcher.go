@@ -42,7 +42,7 @@ type Options struct {
 	Service, Instance string
 	// Namespace gives the report subject; zero means events.Default.
 	Namespace events.Namespace
-	Log      *slog.Logger
+	Log       *slog.Logger
 	// Registerer receives the watcher's metrics; nil means none.
 	Registerer prometheus.Registerer
 }
@@ -57,8 +57,8 @@ type Watcher struct {
 	mu        sync.RWMutex
 	listeners []func(Snapshot)
 	snap      Snapshot
-	rejected uint64
-	lastErr  string
+	rejected  uint64
+	lastErr   string
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -292,6 +292,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
-
 
 var errNotLoaded = errors.New("first config load not done yet")

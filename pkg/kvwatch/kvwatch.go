@@ -45,7 +45,6 @@ func Run(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, key string, 
 	}
 }
 
-
 // watchOnce runs one watch; it returns nil to restart at once (after a reconnect).
 func watchOnce(ctx context.Context, kv jetstream.KeyValue, key string, fn func(jetstream.KeyValueEntry), reconnected <-chan nats.Status, opts []jetstream.WatchOpt) error {
 	var (

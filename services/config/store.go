@@ -58,8 +58,10 @@ func globalDoc() docType[fleetconfig.Global] {
 			}
 			return g, err
 		},
-		stamp: func(g *fleetconfig.Global) (*uint64, *time.Time, *string) { return &g.Version, &g.UpdatedAt, &g.UpdatedBy },
-		diff:  fleetconfig.Diff,
+		stamp: func(g *fleetconfig.Global) (*uint64, *time.Time, *string) {
+			return &g.Version, &g.UpdatedAt, &g.UpdatedBy
+		},
+		diff: fleetconfig.Diff,
 	}
 }
 
@@ -77,8 +79,10 @@ func regionDoc(region string) (docType[fleetconfig.Region], error) {
 			}
 			return r, err
 		},
-		stamp: func(r *fleetconfig.Region) (*uint64, *time.Time, *string) { return &r.Version, &r.UpdatedAt, &r.UpdatedBy },
-		diff:  fleetconfig.DiffRegion,
+		stamp: func(r *fleetconfig.Region) (*uint64, *time.Time, *string) {
+			return &r.Version, &r.UpdatedAt, &r.UpdatedBy
+		},
+		diff: fleetconfig.DiffRegion,
 	}, nil
 }
 
