@@ -231,6 +231,10 @@ func configSet(ctx context.Context, env *cliEnv, args []string) error {
 		return env.printJSON(rep)
 	}
 	for _, c := range rep.Changes {
+		if c.Unchanged {
+			fmt.Fprintf(env.stdout, "%s: unchanged at version %d (same content)\n", c.Key, c.NewVersion)
+			continue
+		}
 		fmt.Fprintf(env.stdout, "%s: version %d → %d (changed: %s)\n", c.Key, c.OldVersion, c.NewVersion, orNone(c.Changed))
 	}
 	return nil

@@ -15,7 +15,7 @@ import (
 // Module provides one *Watcher per process, started with the app once the contract's
 // buckets exist, and a "config" readiness check that passes after its first load. Every
 // service in the process shares it, so a process reports one applied version.
-var Module = fx.Module("configwatch", fx.Provide(provide))
+var Module = fx.Module("configwatch", fx.Provide(provide), fx.Invoke(func(*Watcher) {}))
 
 type params struct {
 	fx.In

@@ -207,7 +207,9 @@ func (s *Service) Put(ctx context.Context, req PutRequest) (PutReply, error) {
 		return rep, s.storeError(err)
 	}
 	rep.Changes = append(rep.Changes, c)
-	s.announce(c, "put", 0)
+	if !c.Unchanged {
+		s.announce(c, "put", 0)
+	}
 	names := make([]string, 0, len(f.Regions))
 	for name := range f.Regions {
 		names = append(names, name)
@@ -219,7 +221,9 @@ func (s *Service) Put(ctx context.Context, req PutRequest) (PutReply, error) {
 			return rep, s.storeError(err)
 		}
 		rep.Changes = append(rep.Changes, c)
-		s.announce(c, "put", 0)
+		if !c.Unchanged {
+			s.announce(c, "put", 0)
+		}
 	}
 	return rep, nil
 }
@@ -245,7 +249,9 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest) (Change, er
 	if err != nil {
 		return Change{}, s.storeError(err)
 	}
-	s.announce(c, "rollback", req.To)
+	if !c.Unchanged {
+		s.announce(c, "rollback", req.To)
+	}
 	return c, nil
 }
 

@@ -108,6 +108,11 @@ func TestDefaultsStoredOnFirstStartAndBothInstancesApplyChanges(t *testing.T) {
 		}
 	}
 
+	// The same content again is not a new version.
+	if rep, err := put(t, nc, fixedFile); err != nil || !rep.Changes[0].Unchanged || rep.Changes[0].NewVersion != 2 {
+		t.Fatalf("identical put: %+v, %v; want unchanged at version 2", rep, err)
+	}
+
 	msg, err := evs.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatalf("no config.changed event: %v", err)
@@ -126,6 +131,9 @@ func TestDefaultsStoredOnFirstStartAndBothInstancesApplyChanges(t *testing.T) {
 	}
 	if ev.OldVersion != 1 || ev.NewVersion != 2 || ev.By != "test" || len(ev.Changed) == 0 {
 		t.Errorf("event = %+v", ev)
+	}
+	if extra, err := evs.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("an unchanged put published an event: %s", extra.Data)
 	}
 }
 

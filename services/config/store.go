@@ -94,6 +94,8 @@ type Change struct {
 	Changed    []string `json:"changed"`
 	By         string   `json:"by"`
 	Revision   uint64   `json:"revision"`
+	// Unchanged is true when the content equals what is stored: nothing was written.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // current returns the stored document of d and its revision; a missing key gives the zero
@@ -143,6 +145,10 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	}
 	if ifVersion != nil && *ifVersion != *oldVersion {
 		return Change{}, fmt.Errorf("%w: %s is at version %d, not %d as expected; fetch it again and retry", ErrConflict, d.key, *oldVersion, *ifVersion)
+	}
+	if rev != 0 && invalid == nil && len(d.diff(old, doc)) == 0 {
+		// Same content as in force: nothing to write, no new version.
+		return Change{Key: d.key, OldVersion: *oldVersion, NewVersion: *oldVersion, By: by, Revision: rev, Unchanged: true}, nil
 	}
 	next := *oldVersion + 1
 	if invalid != nil {
