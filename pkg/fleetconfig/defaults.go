@@ -2,7 +2,7 @@ package fleetconfig
 
 import "time"
 
-// Defaults returns the configuration of the source design's
+// Defaults returns the configuration of the reference example
 // global-config.yaml (examples/global-config.yaml): sampling rate 0.1, an
 // adaptive strategy between 0.01 and 0.5 toward 100000 spans/s, priority rules
 // (high 1.0 for payment and checkout, normal 0.1 for everything else, low 0.01

@@ -23,7 +23,7 @@ import (
 type Config struct {
 	// InitialFile is a YAML config file loaded on first start, when the bucket holds no
 	// global config yet (flag --config, env CONFIG_FILE). Empty means built-in defaults
-	// (the source design's example values).
+	// (the reference example in examples/global-config.yaml).
 	InitialFile string
 	// StatusWait is how long `status` gathers reports from instances (flag
 	// --status-wait, env CONFIG_STATUS_WAIT).
