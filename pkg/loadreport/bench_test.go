@@ -1,6 +1,7 @@
 package loadreport
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func BenchmarkPublish(b *testing.B) {
 	cfg.Region, cfg.Collector = "us-east-1", "c1"
 	b.Run("fixed", func(b *testing.B) {
 		r := validReport()
-		p, err := NewPublisher(nc, events.Default, cfg, SourceFunc(func(time.Time) (events.LoadReport, bool, error) {
+		p, err := NewPublisher(nc, events.Default, cfg, SourceFunc(func(context.Context, time.Time) (events.LoadReport, bool, error) {
 			return r, true, nil
 		}), nil, nil)
 		if err != nil {
@@ -29,7 +30,7 @@ func BenchmarkPublish(b *testing.B) {
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := p.PublishOnce(t0); err != nil {
+			if err := p.PublishOnce(context.Background(), t0); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -45,7 +46,7 @@ func BenchmarkPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 		now := t0
-		_ = p.PublishOnce(now)
+		_ = p.PublishOnce(context.Background(), now)
 		b.ReportAllocs()
 		for b.Loop() {
 			mon.RecordSpans(1000, 500_000)
@@ -53,7 +54,7 @@ func BenchmarkPublish(b *testing.B) {
 				mon.RecordService(n, 10*(i+1))
 			}
 			now = now.Add(time.Second)
-			if err := p.PublishOnce(now); err != nil {
+			if err := p.PublishOnce(context.Background(), now); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -253,7 +253,7 @@ func TestPublisherMonitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.PublishOnce(t0); err != nil { // baseline
+	if err := p.PublishOnce(context.Background(), t0); err != nil { // baseline
 		t.Fatal(err)
 	}
 	mon.RecordSpans(3000, 1_500_000)
@@ -262,7 +262,7 @@ func TestPublisherMonitor(t *testing.T) {
 	for name, n := range map[string]int{"checkout": 1500, "cart": 1000, "debug": 500} {
 		mon.RecordService(name, n)
 	}
-	if err := p.PublishOnce(t0.Add(2 * time.Second)); err != nil {
+	if err := p.PublishOnce(context.Background(), t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(p.m.published); got != 1 {
@@ -314,7 +314,7 @@ func TestPublisherLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	src := SourceFunc(func(now time.Time) (events.LoadReport, bool, error) {
+	src := SourceFunc(func(_ context.Context, now time.Time) (events.LoadReport, bool, error) {
 		calls.Add(1)
 		return events.LoadReport{QPS: float64(calls.Load()), Healthy: true}, true, nil
 	})
@@ -358,10 +358,10 @@ func TestPublisherFailures(t *testing.T) {
 		src   SourceFunc
 		stage string
 	}{
-		{name: "source error", stage: stageSource, src: func(time.Time) (events.LoadReport, bool, error) {
+		{name: "source error", stage: stageSource, src: func(context.Context, time.Time) (events.LoadReport, bool, error) {
 			return events.LoadReport{}, false, errors.New("scrape failed")
 		}},
-		{name: "invalid report", stage: stageValidate, src: func(time.Time) (events.LoadReport, bool, error) {
+		{name: "invalid report", stage: stageValidate, src: func(context.Context, time.Time) (events.LoadReport, bool, error) {
 			return events.LoadReport{CPU: 7}, true, nil
 		}},
 	}
@@ -372,7 +372,7 @@ func TestPublisherFailures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := p.PublishOnce(t0); err == nil {
+			if err := p.PublishOnce(context.Background(), t0); err == nil {
 				t.Fatal("PublishOnce succeeded")
 			}
 			if got := testutil.ToFloat64(p.m.failures.WithLabelValues(tt.stage)); got != 1 {
@@ -383,13 +383,13 @@ func TestPublisherFailures(t *testing.T) {
 	t.Run("publish on a closed connection", func(t *testing.T) {
 		closed := srv.Connect(t)
 		closed.Close()
-		p, err := NewPublisher(closed, events.Default, cfg, SourceFunc(func(time.Time) (events.LoadReport, bool, error) {
+		p, err := NewPublisher(closed, events.Default, cfg, SourceFunc(func(context.Context, time.Time) (events.LoadReport, bool, error) {
 			return events.LoadReport{}, true, nil
 		}), nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.PublishOnce(t0); !errors.Is(err, nats.ErrConnectionClosed) {
+		if err := p.PublishOnce(context.Background(), t0); !errors.Is(err, nats.ErrConnectionClosed) {
 			t.Fatalf("PublishOnce = %v, want ErrConnectionClosed", err)
 		}
 	})

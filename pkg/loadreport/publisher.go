@@ -2,6 +2,7 @@ package loadreport
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,28 +149,41 @@ func (p *Publisher) Stop() {
 
 func (p *Publisher) run() {
 	defer close(p.done)
-	_ = p.PublishOnce(time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-p.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_ = p.PublishOnce(ctx, time.Now())
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stop:
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			_ = p.PublishOnce(now)
+			_ = p.PublishOnce(ctx, now)
 		}
 	}
 }
 
 // PublishOnce asks the Source for the report of the interval ending at now and publishes
 // it. It returns nil when the Source skipped the tick, and the Source, validation or
-// publish error otherwise (also counted and logged). Safe for concurrent use; calls are
+// publish error otherwise (also counted and logged; a Source error caused by ctx ending
+// is returned but neither counted nor logged). Safe for concurrent use; calls are
 // serialised.
-func (p *Publisher) PublishOnce(now time.Time) error {
+func (p *Publisher) PublishOnce(ctx context.Context, now time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r, ok, err := p.src.Report(now)
+	r, ok, err := p.src.Report(ctx, now)
 	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
 		return p.fail(stageSource, fmt.Errorf("load report source: %w", err))
 	}
 	if !ok {

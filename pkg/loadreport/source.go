@@ -1,6 +1,7 @@
 package loadreport
 
 import (
+	"context"
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -14,15 +15,18 @@ type Source interface {
 	// tick without an error (for example the first call, which only sets a baseline).
 	// An error skips the tick and is counted and logged by the Publisher. The Publisher
 	// sets V, Region and Collector itself, and At and IntervalMS when they are zero.
-	// Report is called from the Publisher's goroutine only.
-	Report(now time.Time) (r events.LoadReport, ok bool, err error)
+	// Report is called from the Publisher's goroutine only; ctx is cancelled when the
+	// Publisher stops, so a Source doing I/O returns promptly.
+	Report(ctx context.Context, now time.Time) (r events.LoadReport, ok bool, err error)
 }
 
 // SourceFunc adapts a function to Source.
-type SourceFunc func(now time.Time) (events.LoadReport, bool, error)
+type SourceFunc func(ctx context.Context, now time.Time) (events.LoadReport, bool, error)
 
 // Report implements Source.
-func (f SourceFunc) Report(now time.Time) (events.LoadReport, bool, error) { return f(now) }
+func (f SourceFunc) Report(ctx context.Context, now time.Time) (events.LoadReport, bool, error) {
+	return f(ctx, now)
+}
 
 var _ Source = (*MonitorSource)(nil)
 
@@ -47,7 +51,7 @@ type MonitorSource struct {
 
 // Report implements Source. The first call primes the Monitor's baseline and returns
 // ok false; every later call returns the interval since the previous one.
-func (s *MonitorSource) Report(now time.Time) (events.LoadReport, bool, error) {
+func (s *MonitorSource) Report(_ context.Context, now time.Time) (events.LoadReport, bool, error) {
 	var reading sysstat.Reading
 	if s.Readings != nil {
 		if r, err := s.Readings.Sample(); err == nil {
