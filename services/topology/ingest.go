@@ -6,49 +6,48 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/loadreport"
 )
 
-// DecodeLoad decodes and validates a load report received on subject, which must be
-// <root>.load.<region>.<collector> with the payload's region and collector. On error it
-// also returns the rejection reason (one of the Reject* constants).
-func DecodeLoad(ns events.Namespace, subject string, data []byte) (events.LoadReport, string, error) {
-	var r events.LoadReport
-	region, collector, ok := loadSubjectTokens(ns, subject)
-	if !ok {
-		return r, RejectSubject, fmt.Errorf("subject %q is not %s.load.<region>.<collector> with valid tokens", subject, ns.Root())
+// DecodeLoad decodes and validates a load report received on subject with header h
+// (loadreport.Decode: the subject is <root>.load.<region>.<collector> with valid tokens
+// equal to the payload's region and collector, the payload is a valid LoadReport of a
+// schema version this build reads), and checks the subject's root is ns's. On error it
+// also returns the rejection reason, one of the Reject* constants.
+func DecodeLoad(ns events.Namespace, subject string, h nats.Header, data []byte) (events.LoadReport, string, error) {
+	root, region, collector, err := loadreport.ParseSubject(subject)
+	if err != nil {
+		return events.LoadReport{}, RejectSubject, err
 	}
-	if err := events.Decode(data, &r); err != nil {
-		switch {
-		case errors.Is(err, events.ErrUnsupportedVersion):
-			return r, RejectVersion, err
-		case !json.Valid(data):
-			return r, RejectJSON, err
-		default:
-			var typ *json.UnmarshalTypeError
-			if errors.As(err, &typ) {
-				return r, RejectJSON, err
-			}
-			return r, RejectInvalid, err
-		}
+	if root != ns.Root() {
+		return events.LoadReport{}, RejectSubject, fmt.Errorf("subject %q: root %q, want %q", subject, root, ns.Root())
 	}
-	if r.Region != region || r.Collector != collector {
-		return r, RejectSubject, fmt.Errorf("subject %q names %s/%s but the report is from %s/%s", subject, region, collector, r.Region, r.Collector)
+	r, err := loadreport.Decode(&nats.Msg{Subject: subject, Header: h, Data: data})
+	if err == nil {
+		return r, "", nil
 	}
-	return r, "", nil
+	return r, rejectReason(data, region, collector, err), err
 }
 
-// loadSubjectTokens splits <root>.load.<region>.<collector>.
-func loadSubjectTokens(ns events.Namespace, subject string) (region, collector string, ok bool) {
-	rest, ok := strings.CutPrefix(subject, ns.Root()+".load.")
-	if !ok {
-		return "", "", false
+// rejectReason classifies why data (received on a subject naming region and collector)
+// failed to decode with err.
+func rejectReason(data []byte, region, collector string, err error) string {
+	if errors.Is(err, events.ErrUnsupportedVersion) {
+		return RejectVersion
 	}
-	region, collector, ok = strings.Cut(rest, ".")
-	if !ok || events.CheckToken("region", region) != nil || events.CheckToken("collector", collector) != nil {
-		return "", "", false
+	var probe events.LoadReport
+	if json.Unmarshal(data, &probe) != nil {
+		// Not JSON, or a field of the wrong JSON type or out of range (1e400).
+		return RejectJSON
 	}
-	return region, collector, true
+	if events.CheckToken("region", probe.Region) == nil && events.CheckToken("collector", probe.Collector) == nil &&
+		(probe.Region != region || probe.Collector != collector) {
+		return RejectSubject
+	}
+	return RejectInvalid
 }
 
 // collectorFromKey splits a registry key collector.<region>.<id>; ok is false for any

@@ -2,7 +2,6 @@ package topologysvc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
-	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
@@ -259,7 +257,7 @@ func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, 
 // ingestLoad decodes one load report message and records it; a malformed one is counted
 // and dropped.
 func (s *Service) ingestLoad(msg jetstream.Msg) {
-	r, reason, err := decodeLoadMsg(s.d.NS, msg)
+	r, reason, err := DecodeLoad(s.d.NS, msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		s.m.rejected.WithLabelValues(reason).Inc()
 		s.log.Debug("load report rejected", "subject", msg.Subject(), "reason", reason, "err", err)
@@ -280,44 +278,6 @@ func (s *Service) ingestLoad(msg jetstream.Msg) {
 	case LoadOverflow:
 		s.m.rejected.WithLabelValues(RejectOverflow).Inc()
 	}
-}
-
-// decodeLoadMsg decodes a message with loadreport.DecodeJetStream and classifies a
-// failure into a rejection reason.
-func decodeLoadMsg(ns events.Namespace, msg jetstream.Msg) (events.LoadReport, string, error) {
-	root, region, collector, err := loadreport.ParseSubject(msg.Subject())
-	if err != nil {
-		return events.LoadReport{}, RejectSubject, err
-	}
-	if root != ns.Root() {
-		return events.LoadReport{}, RejectSubject, fmt.Errorf("subject %q: root %q, want %q", msg.Subject(), root, ns.Root())
-	}
-	r, err := loadreport.DecodeJetStream(msg)
-	if err == nil {
-		return r, "", nil
-	}
-	return r, rejectReason(msg.Data(), region, collector, err), err
-}
-
-// rejectReason classifies why data (received on a subject naming region and collector)
-// failed to decode with err.
-func rejectReason(data []byte, region, collector string, err error) string {
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, events.ErrUnsupportedVersion):
-		return RejectVersion
-	case !json.Valid(data), errors.As(err, &typ):
-		return RejectJSON
-	}
-	var head struct {
-		Region    string `json:"region"`
-		Collector string `json:"collector"`
-	}
-	if json.Unmarshal(data, &head) == nil && head.Region != "" && head.Collector != "" &&
-		(head.Region != region || head.Collector != collector) {
-		return RejectSubject
-	}
-	return RejectInvalid
 }
 
 // buildLoop rebuilds the view every RefreshInterval once the registry is loaded.
