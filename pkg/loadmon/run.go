@@ -22,23 +22,23 @@ var _ ReadingSource = (*sysstat.Sampler)(nil)
 // with a first Tick straight away, so the first snapshot appears after one
 // interval.
 //
-// When src is nil or its Sample fails, the tick still happens with a zero
-// Reading, so the snapshot's CPU and Memory are 0 while the span rates
-// remain valid. Run returns an error without ticking if interval is not
+// When src is nil the tick happens with a zero Reading (CPU and Memory 0, span
+// rates valid). When Sample fails, the last good reading is used again. Run returns an error without ticking if interval is not
 // positive. Run blocks; the caller owns the goroutine it runs on. Running
 // two Runs on one Monitor is safe but halves each interval's length.
 func (m *Monitor) Run(ctx context.Context, interval time.Duration, src ReadingSource) error {
 	if interval <= 0 {
 		return fmt.Errorf("loadmon: run: interval %v must be positive", interval)
 	}
+	// A failed reading repeats the last good one rather than reporting zeros.
+	var last sysstat.Reading
 	tick := func(now time.Time) {
-		var r sysstat.Reading
 		if src != nil {
 			if got, err := src.Sample(); err == nil {
-				r = got
+				last = got
 			}
 		}
-		m.Tick(now, r)
+		m.Tick(now, last)
 	}
 
 	tick(time.Now())
