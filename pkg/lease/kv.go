@@ -17,6 +17,7 @@ const ttlCacheFor = 30 * time.Second
 // kvLease is a Lease on a JetStream KV bucket whose TTL (and LimitMarkerTTL) is set at
 // the bucket level.
 type kvLease struct {
+	nc  *nats.Conn
 	kv  jetstream.KeyValue
 	key string
 
@@ -30,8 +31,12 @@ var _ Lease = (*kvLease)(nil)
 // NewKV returns the lease at key in kv, a bucket with a TTL and LimitMarkerTTL (such as
 // otlp_leases). The per-key TTL of nats.go's KV is deliberately not used: Update drops
 // it, so a renewed key would never expire; the bucket TTL is refreshed by every write.
-func NewKV(kv jetstream.KeyValue, key string) Lease {
-	return &kvLease{kv: kv, key: key}
+//
+// nc is the connection under kv (nil is allowed): its watches end when nc reconnects,
+// so that their owners re-watch at once instead of trusting an ordered consumer that is
+// slow to notice a restarted server.
+func NewKV(nc *nats.Conn, kv jetstream.KeyValue, key string) Lease {
+	return &kvLease{nc: nc, kv: kv, key: key}
 }
 
 func (l *kvLease) Key() string { return l.key }
@@ -106,9 +111,16 @@ func (l *kvLease) Watch(ctx context.Context) (<-chan Entry, error) {
 	if err != nil {
 		return nil, mapErr(fmt.Errorf("lease %s: watch: %w", l.key, err))
 	}
+	var reconnected chan nats.Status
+	if l.nc != nil {
+		reconnected = l.nc.StatusChanged(nats.CONNECTED)
+	}
 	out := make(chan Entry, 16)
 	go func() {
 		defer close(out)
+		if reconnected != nil {
+			defer l.nc.RemoveStatusListener(reconnected)
+		}
 		defer func() {
 			_ = w.Stop()
 			// Let the subscription's delivery goroutine finish: it closes Updates.
@@ -119,6 +131,8 @@ func (l *kvLease) Watch(ctx context.Context) (<-chan Entry, error) {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-reconnected:
 				return
 			case e, ok := <-w.Updates():
 				if !ok {

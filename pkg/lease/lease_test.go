@@ -213,7 +213,7 @@ func TestHeldEndsBeforeTheLeaseCanExpire(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st leasetest.Store) {
 		ctx := context.Background()
 		var fail atomic.Bool
-		l := &leasetest.Faulty{Lease: st.Lease(t, "role"), FailUpdates: &fail}
+		l := &leasetest.Faulty{Lease: st.Lease(t, "role"), Fail: &fail}
 		h, err := lease.Acquire(ctx, l, lease.Options{Holder: "a"})
 		if err != nil {
 			t.Fatal(err)

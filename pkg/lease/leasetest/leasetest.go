@@ -73,7 +73,7 @@ func (s *KVStore) LeaseConn(t testing.TB, key string, opts ...nats.Option) (leas
 	if err != nil {
 		t.Fatalf("leasetest: open leases bucket: %v", err)
 	}
-	return lease.NewKV(kv, key), nc
+	return lease.NewKV(nc, kv, key), nc
 }
 
 // MemStore is the in-memory fake.
@@ -92,16 +92,25 @@ func (s *MemStore) Lease(_ testing.TB, key string) lease.Lease { return s.Memory
 // ErrInjected is returned by Faulty while it fails.
 var ErrInjected = errors.New("leasetest: injected failure")
 
-// Faulty wraps a Lease; while FailUpdates is set, Update and Delete fail with
-// ErrInjected (as when NATS is unreachable) without reaching the store.
+// Faulty wraps a Lease; while Fail is set, Create, Update and Delete fail with
+// ErrInjected (as when NATS is unreachable) without reaching the store. Reads and
+// watches still work.
 type Faulty struct {
 	lease.Lease
-	FailUpdates *atomic.Bool
+	Fail *atomic.Bool
+}
+
+// Create implements lease.Lease.
+func (f *Faulty) Create(ctx context.Context, value []byte) (uint64, error) {
+	if f.Fail.Load() {
+		return 0, ErrInjected
+	}
+	return f.Lease.Create(ctx, value)
 }
 
 // Update implements lease.Lease.
 func (f *Faulty) Update(ctx context.Context, value []byte, rev uint64) (uint64, error) {
-	if f.FailUpdates.Load() {
+	if f.Fail.Load() {
 		return 0, ErrInjected
 	}
 	return f.Lease.Update(ctx, value, rev)
@@ -109,7 +118,7 @@ func (f *Faulty) Update(ctx context.Context, value []byte, rev uint64) (uint64, 
 
 // Delete implements lease.Lease.
 func (f *Faulty) Delete(ctx context.Context, rev uint64) error {
-	if f.FailUpdates.Load() {
+	if f.Fail.Load() {
 		return ErrInjected
 	}
 	return f.Lease.Delete(ctx, rev)
