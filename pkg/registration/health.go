@@ -1,0 +1,112 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+)
+
+// Health runs every check now and returns the health a heartbeat would carry.
+func (c *Client) Health(ctx context.Context) events.Health {
+	c.mu.Lock()
+	cfg, interval := c.cfg, c.interval
+	c.mu.Unlock()
+	return c.health(ctx, cfg, interval)
+}
+
+// health samples CPU and memory, runs the built-in and custom checks and folds them into
+// one status (the worst).
+func (c *Client) health(ctx context.Context, cfg Config, interval time.Duration) events.Health {
+	var h events.Health
+	r, err := cfg.Sampler.Sample()
+	if err != nil {
+		c.log.Debug("CPU and memory readings unavailable", "err", err)
+	} else {
+		h.CPU, h.Memory, h.ProcessCPU, h.ProcessRSSBytes = clamp01(r.HostCPU), clamp01(r.HostMemUsed), clamp01(r.ProcessCPU), r.ProcessRSSBytes
+		if r.MemLimitBytes > 0 {
+			if f := float64(r.ProcessRSSBytes) / float64(r.MemLimitBytes); f > h.Memory {
+				h.Memory = clamp01(f)
+			}
+		}
+		h.Checks = append(h.Checks,
+			threshold("cpu", "host CPU", h.CPU, cfg.CPUDegraded, cfg.CPUUnhealthy),
+			threshold("memory", "memory", h.Memory, cfg.MemoryDegraded, cfg.MemoryUnhealthy),
+		)
+	}
+	timeout := cfg.CheckTimeout
+	if interval > 0 {
+		timeout = min(timeout, interval)
+	}
+	for i, check := range cfg.Checks {
+		h.Checks = append(h.Checks, runCheck(ctx, check, i, timeout))
+	}
+	slices.SortStableFunc(h.Checks, func(a, b events.CheckResult) int {
+		switch {
+		case a.Name < b.Name:
+			return -1
+		case a.Name > b.Name:
+			return 1
+		}
+		return 0
+	})
+	h.Status = events.HealthHealthy
+	for _, ch := range h.Checks {
+		h.Status = h.Status.Worst(ch.Status)
+	}
+	return h
+}
+
+// runCheck runs one custom check with a timeout; a check that panics, overruns or
+// returns an invalid result is reported unhealthy rather than breaking the heartbeat.
+func runCheck(ctx context.Context, check Check, i int, timeout time.Duration) (res events.CheckResult) {
+	name := fmt.Sprintf("check-%d", i)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	out := make(chan events.CheckResult, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				out <- events.CheckResult{Name: name, Status: events.HealthUnhealthy, Message: fmt.Sprintf("check panicked: %v", p)}
+			}
+		}()
+		out <- check(cctx)
+	}()
+	select {
+	case res = <-out:
+	case <-cctx.Done():
+		return events.CheckResult{Name: name, Status: events.HealthUnhealthy, Message: fmt.Sprintf("check did not answer within %v", timeout)}
+	}
+	if res.Name == "" {
+		res.Name = name
+	}
+	if !res.Status.Valid() {
+		res.Message = fmt.Sprintf("invalid status %q: %s", res.Status, res.Message)
+		res.Status = events.HealthUnhealthy
+	}
+	return res
+}
+
+func threshold(name, what string, v, degraded, unhealthy float64) events.CheckResult {
+	res := events.CheckResult{Name: name, Status: events.HealthHealthy, Message: fmt.Sprintf("%s %.0f%%", what, v*100)}
+	switch {
+	case v >= unhealthy:
+		res.Status, res.Message = events.HealthUnhealthy, fmt.Sprintf("%s %.0f%% >= %.0f%%", what, v*100, unhealthy*100)
+	case v >= degraded:
+		res.Status, res.Message = events.HealthDegraded, fmt.Sprintf("%s %.0f%% >= %.0f%%", what, v*100, degraded*100)
+	}
+	return res
+}
+
+func clamp01(v float64) float64 {
+	switch {
+	case v > 1:
+		return 1
+	case v >= 0:
+		return v
+	default: // negative or NaN
+		return 0
+	}
+}

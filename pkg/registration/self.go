@@ -1,0 +1,138 @@
+package registration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/platform"
+)
+
+// SelfParams are what SelfModule needs from platform.Module.
+type SelfParams struct {
+	fx.In
+	LC        fx.Lifecycle
+	Settings  platform.Settings
+	Contract  *platform.Contract
+	Log       *slog.Logger
+	Readiness *platform.Readiness
+	Reg       prometheus.Registerer `optional:"true"`
+}
+
+// SelfModule registers the running otelfleet service as service.<service>.<instance>
+// (instance = Settings.Instance) with its region, admin address, version and health:
+// CPU and memory from the process and host, plus a "ready" check that is degraded
+// while any readiness check of the process fails.
+//
+// It registers in the background once the contract's buckets exist, so the app starts
+// even when NATS is down, heart-beats every third of the registry TTL, and deregisters
+// on stop. It provides nothing, so several SelfModules (one per service, as in
+// `otelfleet dev`) can share one app.
+func SelfModule(service string) fx.Option {
+	return fx.Module("registration-"+service, fx.Invoke(func(p SelfParams) error {
+		return startSelf(p, service)
+	}))
+}
+
+func startSelf(p SelfParams, service string) error {
+	cfg := Config{
+		Kind:     events.KindService,
+		ID:       p.Settings.Instance,
+		Name:     service,
+		Region:   p.Settings.Region,
+		Address:  advertised(p.Settings.AdminAddr),
+		Version:  platform.Version,
+		Metadata: map[string]string{"process": p.Settings.Process},
+		Checks: []Check{func(context.Context) events.CheckResult {
+			return readyCheck(p.Readiness)
+		}},
+		Registerer: p.Reg,
+	}
+	if _, err := cfg.Key(); err != nil {
+		return fmt.Errorf("self registration of %s: %w", service, err)
+	}
+	log := p.Log.With("component", "registration")
+	var (
+		mu     sync.Mutex
+		client *Client
+		wg     sync.WaitGroup
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.LC.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b, err := p.Contract.Buckets(ctx)
+				if err != nil {
+					return // stopped before NATS was ever ready
+				}
+				c, err := New(b.Registry, cfg, log)
+				if err != nil {
+					log.Error("self registration disabled", "err", err)
+					return
+				}
+				mu.Lock()
+				client = c
+				mu.Unlock()
+				if err := c.Start(); err != nil {
+					log.Error("self registration failed", "err", err)
+				}
+			}()
+			return nil
+		},
+		OnStop: func(stopCtx context.Context) error {
+			cancel()
+			wg.Wait()
+			mu.Lock()
+			c := client
+			mu.Unlock()
+			if c == nil {
+				return nil
+			}
+			if err := c.Deregister(stopCtx); err != nil {
+				log.Warn("could not deregister; the registration will expire", "err", err)
+			}
+			return nil
+		},
+	})
+	return nil
+}
+
+// readyCheck reports degraded while any readiness check fails.
+func readyCheck(r *platform.Readiness) events.CheckResult {
+	results, ok := r.Check()
+	if ok {
+		return events.CheckResult{Name: "ready", Status: events.HealthHealthy}
+	}
+	var failing []string
+	for _, res := range results {
+		if !res.OK {
+			failing = append(failing, res.Name+": "+res.Error)
+		}
+	}
+	return events.CheckResult{Name: "ready", Status: events.HealthDegraded, Message: "not ready: " + strings.Join(failing, "; ")}
+}
+
+// advertised turns a listen address such as ":8080" into one others can dial, using the
+// host name for an empty or unspecified host.
+func advertised(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
