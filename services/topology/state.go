@@ -72,6 +72,11 @@ type State struct {
 	recs         map[collectorKey]*record
 	unregistered int
 	sampling     *float64
+	// order holds the registered records sorted by key; it is re-sorted by Build only
+	// when a collector was added or removed (orderDirty), so a build copies records in
+	// order instead of sorting 10,000 of them every time.
+	order      []*record
+	orderDirty bool
 
 	// scratch is Build's copy buffer, reused across builds (Build is called from one
 	// goroutine at a time; buildMu makes sure of it).
@@ -103,8 +108,10 @@ func (s *State) PutRegistration(r *events.Registration) {
 	if rec == nil {
 		rec = &record{key: k}
 		s.recs[k] = rec
+		s.orderDirty = true
 	} else if !rec.registered {
 		s.unregistered--
+		s.orderDirty = true
 	}
 	rec.registered = true
 	rec.reg = reg
@@ -121,7 +128,9 @@ func (s *State) DeleteRegistration(region, id string) bool {
 		return false
 	}
 	delete(s.recs, k)
-	if !rec.registered {
+	if rec.registered {
+		s.orderDirty = true
+	} else {
 		s.unregistered--
 	}
 	return rec.registered
@@ -137,6 +146,7 @@ func (s *State) RetainRegistrations(keep map[collectorKey]struct{}) int {
 	for k, rec := range s.recs {
 		if _, ok := keep[k]; rec.registered && !ok {
 			delete(s.recs, k)
+			s.orderDirty = true
 			n++
 		}
 	}
@@ -204,15 +214,32 @@ func (s *State) Build(now time.Time) (*view, int) {
 	recs := s.scratch[:0]
 	dropped := 0
 	s.mu.Lock()
-	for k, rec := range s.recs {
-		if !rec.registered {
-			if now.Sub(rec.receivedAt) > s.grace {
+	if s.unregistered > 0 {
+		for k, rec := range s.recs {
+			if !rec.registered && now.Sub(rec.receivedAt) > s.grace {
 				delete(s.recs, k)
 				s.unregistered--
 				dropped++
 			}
-			continue
 		}
+	}
+	if s.orderDirty {
+		s.order = s.order[:0]
+		for _, rec := range s.recs {
+			if rec.registered {
+				s.order = append(s.order, rec)
+			}
+		}
+		slices.SortFunc(s.order, func(a, b *record) int {
+			if c := cmp.Compare(a.key.region, b.key.region); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.key.id, b.key.id)
+		})
+		clear(s.order[len(s.order):cap(s.order)])
+		s.orderDirty = false
+	}
+	for _, rec := range s.order {
 		recs = append(recs, *rec)
 	}
 	var sampling *float64
@@ -223,12 +250,6 @@ func (s *State) Build(now time.Time) (*view, int) {
 	s.mu.Unlock()
 	s.scratch = recs
 
-	slices.SortFunc(recs, func(a, b record) int {
-		if c := cmp.Compare(a.key.region, b.key.region); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.key.id, b.key.id)
-	})
 	all := make([]Collector, len(recs))
 	v := &view{built: now}
 	var global accumulator

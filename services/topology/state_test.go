@@ -322,3 +322,34 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestStateOrderFollowsMembership(t *testing.T) {
+	s := NewState(testConfig())
+	ids := func(v *view) (out []string) {
+		for _, r := range v.regions {
+			for _, c := range r.Collectors {
+				out = append(out, r.Region+"/"+c.ID)
+			}
+		}
+		return out
+	}
+	s.PutRegistration(reg("eu", "b", 1, events.HealthHealthy))
+	s.PutRegistration(reg("eu", "d", 1, events.HealthHealthy))
+	v, _ := s.Build(t0)
+	if got := ids(v); len(got) != 2 || got[0] != "eu/b" || got[1] != "eu/d" {
+		t.Fatalf("first build = %v", got)
+	}
+	s.DeleteRegistration("eu", "b")
+	s.PutLoad(report("eu", "c", 1), t0, t0) // waiting, not shown
+	s.PutRegistration(reg("eu", "a", 1, events.HealthHealthy))
+	s.PutRegistration(reg("eu", "d", 2, events.HealthHealthy)) // update, not a new member
+	v, _ = s.Build(t0)
+	if got := ids(v); len(got) != 2 || got[0] != "eu/a" || got[1] != "eu/d" || v.regions[0].Collectors[1].CapacityQPS != 2 {
+		t.Fatalf("after churn = %v", got)
+	}
+	s.PutRegistration(reg("eu", "c", 1, events.HealthHealthy)) // the waiting reporter registers
+	v, _ = s.Build(t0)
+	if got := ids(v); len(got) != 3 || got[1] != "eu/c" || v.regions[0].Collectors[1].QPS != 1 {
+		t.Fatalf("after the waiting reporter registered = %v", got)
+	}
+}

@@ -34,7 +34,7 @@ type fixture struct {
 	b   *natsconn.Buckets
 }
 
-func newFixture(t *testing.T, registryTTL time.Duration) *fixture {
+func newFixture(t testing.TB, registryTTL time.Duration) *fixture {
 	t.Helper()
 	srv := natstest.Run(t)
 	nc, js := srv.JetStream(t)
@@ -67,7 +67,7 @@ func fastConfig() Config {
 	return c
 }
 
-func (f *fixture) start(t *testing.T, cfg Config, instance string) *replica {
+func (f *fixture) start(t testing.TB, cfg Config, instance string) *replica {
 	t.Helper()
 	nc, js := f.srv.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
