@@ -15,6 +15,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
+	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
 
 // devOptions are the flags of `otelfleet dev`.
@@ -24,6 +25,7 @@ type devOptions struct {
 	natsPort int
 	services string
 	config   configsvc.Config
+	topology topologysvc.Config
 	natsLog  bool
 }
 
@@ -37,6 +39,7 @@ type devService struct {
 // devServices lists the services in start order.
 var devServices = []devService{
 	{name: "config", module: func(o *devOptions) fx.Option { return configsvc.Module(o.config) }},
+	{name: "topology", module: func(o *devOptions) fx.Option { return topologysvc.Module(o.topology) }},
 }
 
 func devServiceNames() []string { return names(devServices) }
@@ -62,7 +65,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s := platform.DefaultSettings("dev")
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
-	o := &devOptions{config: configsvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), topology: topologysvc.DefaultConfig()}
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
@@ -71,6 +74,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
+	o.topology.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -81,7 +85,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	if err := errors.Join(o.config.Validate(), s.Validate()); err != nil {
+	if err := errors.Join(o.config.Validate(), o.topology.Validate(), s.Validate()); err != nil {
 		return usageError("%v", err)
 	}
 

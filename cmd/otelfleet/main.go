@@ -13,6 +13,7 @@ import (
 var commands = []command{
 	{name: "dev", summary: "run embedded NATS and every service in one process (the main job)", run: runDev},
 	{name: "config", summary: "get, set, validate, roll back the global and regional config", run: runConfig},
+	{name: "topology", summary: "the live fleet topology, and the best collector to send to", run: runTopology},
 	{name: "version", summary: "print the version", run: runVersion},
 }
 

@@ -38,7 +38,7 @@ func regions(cs ...Collector) []Region {
 	var out []Region
 	for _, c := range cs {
 		if len(out) == 0 || out[len(out)-1].Region != c.Region {
-			out = append(out, Region{RegionStats: events.RegionStats{Region: c.Region}})
+			out = append(out, Region{Region: c.Region})
 		}
 		r := &out[len(out)-1]
 		r.Collectors = append(r.Collectors, c)

@@ -17,25 +17,25 @@ var ErrConfigValidation = errors.New("invalid topology config")
 // variable (see Bind).
 type Config struct {
 	// Interval is how often the leader publishes a topology snapshot on
-	// otlp.events.topology.snapshot (flag --snapshot-interval, env
+	// otlp.events.topology.snapshot (flag --topology-snapshot-interval, env
 	// TOPOLOGY_SNAPSHOT_INTERVAL). Shorter means fresher events and more of them.
 	Interval time.Duration
 	// RefreshInterval is how often every replica rebuilds the view its queries answer
-	// from (flag --refresh-interval, env TOPOLOGY_REFRESH_INTERVAL). A query sees data
+	// from (flag --topology-refresh-interval, env TOPOLOGY_REFRESH_INTERVAL). A query sees data
 	// at most this old (plus NATS delivery). One rebuild of 10,000 collectors costs a
 	// few milliseconds of CPU.
 	RefreshInterval time.Duration
 	// StaleAfter is how long after its last load report a collector counts as stale
-	// (flag --stale-after, env TOPOLOGY_STALE_AFTER): shown as stale, left out of the
+	// (flag --topology-stale-after, env TOPOLOGY_STALE_AFTER): shown as stale, left out of the
 	// traffic figures and never chosen. A collector that reports a longer interval_ms
 	// gets three of its own intervals instead, whichever is longer.
 	StaleAfter time.Duration
 	// UnregisteredGrace is how long a load report from a collector without a
 	// registration is kept, unshown, waiting for the registration (flag
-	// --unregistered-grace, env TOPOLOGY_UNREGISTERED_GRACE).
+	// --topology-unregistered-grace, env TOPOLOGY_UNREGISTERED_GRACE).
 	UnregisteredGrace time.Duration
 	// MaxUnregistered bounds how many unregistered reporters are kept at once (flag
-	// --max-unregistered, env TOPOLOGY_MAX_UNREGISTERED); reports beyond it are dropped
+	// --topology-max-unregistered, env TOPOLOGY_MAX_UNREGISTERED); reports beyond it are dropped
 	// and counted with reason "unregistered_overflow", so garbage subjects cannot grow
 	// memory without bound.
 	MaxUnregistered int
@@ -59,14 +59,14 @@ func DefaultConfig() Config {
 
 // Bind registers the service's knobs on k, with defaults taken from c.
 func (c *Config) Bind(k *knobs.Set) {
-	k.Duration(&c.Interval, "snapshot-interval", "TOPOLOGY_SNAPSHOT_INTERVAL", c.Interval, "how often the topology leader publishes otlp.events.topology.snapshot")
-	k.Duration(&c.RefreshInterval, "refresh-interval", "TOPOLOGY_REFRESH_INTERVAL", c.RefreshInterval, "how often each topology replica rebuilds the view queries read")
-	k.Duration(&c.StaleAfter, "stale-after", "TOPOLOGY_STALE_AFTER", c.StaleAfter, "a collector with no load report for this long is shown as stale and never chosen")
-	k.Duration(&c.UnregisteredGrace, "unregistered-grace", "TOPOLOGY_UNREGISTERED_GRACE", c.UnregisteredGrace, "how long a load report from an unregistered collector waits, unshown, for its registration")
-	k.Int(&c.MaxUnregistered, "max-unregistered", "TOPOLOGY_MAX_UNREGISTERED", c.MaxUnregistered, "at most this many unregistered reporters are kept waiting")
-	k.Float(&c.Weights.Load, "load-weight", "TOPOLOGY_LOAD_WEIGHT", c.Weights.Load, "default best-collector weight of low utilisation")
-	k.Float(&c.Weights.Latency, "latency-weight", "TOPOLOGY_LATENCY_WEIGHT", c.Weights.Latency, "default best-collector weight of low latency")
-	k.Float(&c.Weights.Capacity, "capacity-weight", "TOPOLOGY_CAPACITY_WEIGHT", c.Weights.Capacity, "default best-collector weight of spare capacity")
+	k.Duration(&c.Interval, "topology-snapshot-interval", "TOPOLOGY_SNAPSHOT_INTERVAL", c.Interval, "how often the topology leader publishes otlp.events.topology.snapshot")
+	k.Duration(&c.RefreshInterval, "topology-refresh-interval", "TOPOLOGY_REFRESH_INTERVAL", c.RefreshInterval, "how often each topology replica rebuilds the view queries read")
+	k.Duration(&c.StaleAfter, "topology-stale-after", "TOPOLOGY_STALE_AFTER", c.StaleAfter, "a collector with no load report for this long is shown as stale and never chosen")
+	k.Duration(&c.UnregisteredGrace, "topology-unregistered-grace", "TOPOLOGY_UNREGISTERED_GRACE", c.UnregisteredGrace, "how long a load report from an unregistered collector waits, unshown, for its registration")
+	k.Int(&c.MaxUnregistered, "topology-max-unregistered", "TOPOLOGY_MAX_UNREGISTERED", c.MaxUnregistered, "at most this many unregistered reporters are kept waiting")
+	k.Float(&c.Weights.Load, "topology-load-weight", "TOPOLOGY_LOAD_WEIGHT", c.Weights.Load, "default best-collector weight of low utilisation")
+	k.Float(&c.Weights.Latency, "topology-latency-weight", "TOPOLOGY_LATENCY_WEIGHT", c.Weights.Latency, "default best-collector weight of low latency")
+	k.Float(&c.Weights.Capacity, "topology-capacity-weight", "TOPOLOGY_CAPACITY_WEIGHT", c.Weights.Capacity, "default best-collector weight of spare capacity")
 }
 
 // Validate reports every invalid field, naming its flag; each error wraps
@@ -78,15 +78,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%w: --%s %v: must be in [%v, %v]", ErrConfigValidation, flag, d, lo, hi))
 		}
 	}
-	dur("snapshot-interval", c.Interval, 50*time.Millisecond, time.Hour)
-	dur("refresh-interval", c.RefreshInterval, 10*time.Millisecond, time.Minute)
-	dur("stale-after", c.StaleAfter, 100*time.Millisecond, time.Hour)
-	dur("unregistered-grace", c.UnregisteredGrace, 0, time.Hour)
+	dur("topology-snapshot-interval", c.Interval, 50*time.Millisecond, time.Hour)
+	dur("topology-refresh-interval", c.RefreshInterval, 10*time.Millisecond, time.Minute)
+	dur("topology-stale-after", c.StaleAfter, 100*time.Millisecond, time.Hour)
+	dur("topology-unregistered-grace", c.UnregisteredGrace, 0, time.Hour)
 	if c.MaxUnregistered < 0 {
-		errs = append(errs, fmt.Errorf("%w: --max-unregistered %d: must be >= 0", ErrConfigValidation, c.MaxUnregistered))
+		errs = append(errs, fmt.Errorf("%w: --topology-max-unregistered %d: must be >= 0", ErrConfigValidation, c.MaxUnregistered))
 	}
 	if err := c.Weights.Validate(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("default weights (--topology-*-weight): %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -112,9 +112,9 @@ func (w Weights) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"load-weight", w.Load}, {"latency-weight", w.Latency}, {"capacity-weight", w.Capacity}} {
+	}{{"load_weight", w.Load}, {"latency_weight", w.Latency}, {"capacity_weight", w.Capacity}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > 1e6 {
-			errs = append(errs, fmt.Errorf("%w: --%s %v: must be a number in [0, 1e6]", ErrConfigValidation, f.name, f.v))
+			errs = append(errs, fmt.Errorf("%w: %s %v: must be a number in [0, 1e6]", ErrConfigValidation, f.name, f.v))
 		}
 	}
 	if len(errs) == 0 && w.Load+w.Latency+w.Capacity == 0 {

@@ -90,7 +90,7 @@ func (m *metrics) observe(v *view) {
 		for _, st := range []struct {
 			status string
 			n      int
-		}{{"healthy", r.Healthy}, {"degraded", r.Degraded}, {"unhealthy", r.Unhealthy}, {"stale", r.Stale}} {
+		}{{"healthy", r.Stats.Healthy}, {"degraded", r.Stats.Degraded}, {"unhealthy", r.Stats.Unhealthy}, {"stale", r.Stats.Stale}} {
 			m.collectors.WithLabelValues(r.Region, st.status).Set(float64(st.n))
 			now[[2]string{r.Region, st.status}] = struct{}{}
 		}

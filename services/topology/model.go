@@ -56,10 +56,11 @@ type Collector struct {
 	RegisteredAt time.Time `json:"registered_at"`
 }
 
-// Region is one region of the topology: its statistics (flattened) and its collectors
-// sorted by id.
+// Region is one region of the topology: its statistics and its collectors sorted by id.
 type Region struct {
-	events.RegionStats
+	Region string             `json:"region"`
+	Stats  events.RegionStats `json:"stats"`
+	// Collectors lists the region's collectors (all of them, or a page: see Omitted).
 	Collectors []Collector `json:"collectors"`
 	// Omitted counts collectors left out of Collectors by a limit of the request.
 	Omitted int `json:"omitted,omitempty"`

@@ -370,7 +370,7 @@ func (s *Service) Snapshot(token, seq uint64) (events.TopologySnapshot, error) {
 	snap := events.TopologySnapshot{V: events.TopologySnapshotVersion, Leader: s.d.Instance, Token: token, Seq: seq,
 		Collectors: v.global.Collectors, Global: v.global, Regions: make([]events.RegionStats, len(v.regions)), At: v.built.UTC()}
 	for i := range v.regions {
-		snap.Regions[i] = v.regions[i].RegionStats
+		snap.Regions[i] = v.regions[i].Stats
 	}
 	return snap, nil
 }
@@ -451,7 +451,7 @@ func (s *Service) render(v *view, o renderOpts) Topology {
 		if o.region != "" && r.Region != o.region {
 			continue
 		}
-		reg := Region{RegionStats: r.RegionStats, Collectors: []Collector{}}
+		reg := Region{Region: r.Region, Stats: r.Stats, Collectors: []Collector{}}
 		if !o.statsOnly {
 			cs := afterCursor(r.Region, r.Collectors, o.after)
 			n := len(cs)

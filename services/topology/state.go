@@ -263,7 +263,7 @@ func (s *State) Build(now time.Time) (*view, int) {
 			acc.add(c)
 			end++
 		}
-		v.regions = append(v.regions, Region{RegionStats: acc.regionStats(region), Collectors: all[start:end:end]})
+		v.regions = append(v.regions, Region{Region: region, Stats: acc.regionStats(region), Collectors: all[start:end:end]})
 		global.merge(&acc)
 		start = end
 	}

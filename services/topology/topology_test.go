@@ -181,7 +181,7 @@ func TestSeesEveryCollector(t *testing.T) {
 		t.Fatalf("spans_per_sec = %v, want %v", top.Global.SpansPerSec, want)
 	}
 	if top.Regions[0].Region != "ap-south-1" || len(top.Regions[0].Collectors) != perRegion {
-		t.Fatalf("first region = %+v", top.Regions[0].RegionStats)
+		t.Fatalf("first region = %+v", top.Regions[0].Stats)
 	}
 
 	t.Run("region filter", func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestSeesEveryCollector(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(top.Regions) != 1 || top.Regions[0].Region != "us-east-1" || top.Regions[0].QPS != 3600 {
+		if len(top.Regions) != 1 || top.Regions[0].Region != "us-east-1" || top.Regions[0].Stats.QPS != 3600 {
 			t.Fatalf("get us-east-1 = %+v", top.Regions)
 		}
 	})

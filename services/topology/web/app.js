@@ -80,21 +80,22 @@
   }
 
   function renderRegion(r) {
+    const st = r.stats;
     const shown = r.collectors.length;
-    const health = r.unhealthy ? "unhealthy" : r.degraded ? "degraded" : r.stale && !r.healthy ? "stale" : "healthy";
+    const health = st.unhealthy ? "unhealthy" : st.degraded ? "degraded" : st.stale && !st.healthy ? "stale" : "healthy";
     return `<section class="region">
       <header>
-        <h2><i class="dot ${health}"></i>${esc(r.region)}<span class="pill">${r.healthy}/${r.collectors} healthy${r.stale ? ` · ${r.stale} stale` : ""}${r.unhealthy ? ` · ${r.unhealthy} unhealthy` : ""}</span></h2>
-        ${bar(r.utilization, false, true)}
+        <h2><i class="dot ${health}"></i>${esc(r.region)}<span class="pill">${st.healthy}/${st.collectors} healthy${st.stale ? ` · ${st.stale} stale` : ""}${st.unhealthy ? ` · ${st.unhealthy} unhealthy` : ""}</span></h2>
+        ${bar(st.utilization, false, true)}
         <div class="rstats num">
-          <div>spans/s<b>${si(r.qps)}</b></div>
-          <div>capacity<b>${si(r.capacity_qps)}</b></div>
-          <div>utilisation<b>${pct(r.utilization)}</b></div>
-          <div>latency<b>${ms(r.avg_latency_ms)}</b></div>
-          <div>error rate<b>${pct(r.error_rate, 2)}</b></div>
-          <div>bytes/s<b>${bytes(r.bytes_per_sec)}</b></div>
-          <div>spare<b>${si(r.spare_qps)}</b></div>
-          <div>queue<b>${si(r.queue_depth)}</b></div>
+          <div>spans/s<b>${si(st.qps)}</b></div>
+          <div>capacity<b>${si(st.capacity_qps)}</b></div>
+          <div>utilisation<b>${pct(st.utilization)}</b></div>
+          <div>latency<b>${ms(st.avg_latency_ms)}</b></div>
+          <div>error rate<b>${pct(st.error_rate, 2)}</b></div>
+          <div>bytes/s<b>${bytes(st.bytes_per_sec)}</b></div>
+          <div>spare<b>${si(st.spare_qps)}</b></div>
+          <div>queue<b>${si(st.queue_depth)}</b></div>
         </div>
       </header>
       <ul class="collectors">${r.collectors.map(renderCollector).join("")}</ul>
