@@ -13,6 +13,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
 
@@ -32,6 +33,7 @@ func main() {
 		platform.Module(s),
 		configwatch.Module,
 		topologysvc.Module(cfg),
+		registration.SelfModule("topology"),
 	).Run()
 }
 
