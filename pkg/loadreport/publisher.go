@@ -241,3 +241,16 @@ func (p *Publisher) fail(stage string, err error) error {
 	}
 	return err
 }
+
+// NewMsg builds the message for report r, for callers that publish many collectors'
+// reports from their own loop (the simulator): subject <root>.load.<region>.<collector>
+// from ns and r's Region and Collector, V set to the current schema version, CloudEvents
+// headers with ce-source source. It fails when r is invalid.
+func NewMsg(ns events.Namespace, source string, r events.LoadReport) (*nats.Msg, error) {
+	subject, err := ns.LoadSubject(r.Region, r.Collector)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	r.V = events.LoadReportVersion
+	return events.NewMsg(subject, source, r)
+}
