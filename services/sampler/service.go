@@ -1,0 +1,483 @@
+package samplersvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
+	"github.com/otelfleet/otelfleet/pkg/election"
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
+	"github.com/otelfleet/otelfleet/pkg/loadreport"
+	"github.com/otelfleet/otelfleet/pkg/microapi"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
+)
+
+// ConfigSource gives the fleet configuration in force; *configwatch.Watcher implements
+// it.
+type ConfigSource interface {
+	// Current returns the configuration in force.
+	Current() configwatch.Snapshot
+	// OnChange registers fn to be called with every configuration applied later.
+	OnChange(fn func(configwatch.Snapshot))
+}
+
+var _ ConfigSource = (*configwatch.Watcher)(nil)
+
+// Deps are what New needs besides the Config.
+type Deps struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+	NS events.Namespace
+	// Instance is this replica's id: the leader id written in decisions.
+	Instance string
+	// Config is the fleet configuration.
+	Config ConfigSource
+	Log    *slog.Logger
+	// Registerer receives the otelfleet_sampler_* metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service is one sampler replica. Every replica consumes the load reports (so that it
+// can take over at once), watches the stored decision and serves it (API, micro
+// endpoint); the replica that Lead is called for computes and stores decisions for as
+// long as its term lasts.
+type Service struct {
+	cfg   Config
+	d     Deps
+	log   *slog.Logger
+	m     *metrics
+	api   *API
+	loads *Loads
+	now   func() time.Time
+
+	kick chan struct{} // a config change: decide now
+
+	mu      sync.Mutex
+	store   *Store
+	stored  bool // a stored decision is installed (not the provisional one)
+	started bool
+
+	ready       chan struct{} // the stored decision (or its absence) is loaded
+	readyOnce   sync.Once
+	synced      chan struct{} // the load reports held by the stream are replayed
+	syncedOnce  sync.Once
+	ctx         context.Context
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	maxBytes    int
+	provisional *events.Decision
+}
+
+// New returns a replica; Start starts it once the contract's buckets exist.
+func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.NC == nil || d.JS == nil || d.Config == nil || d.Instance == "" {
+		return nil, fmt.Errorf("%w: NATS connection, JetStream, config source and instance id are required", ErrConfigValidation)
+	}
+	if d.NS == (events.Namespace{}) {
+		d.NS = events.Default
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	m := newMetrics(d.Registerer)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL), now: now,
+		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+	}
+	d.Config.OnChange(func(configwatch.Snapshot) {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.stored {
+			s.installProvisionalLocked()
+		}
+	})
+	return s, nil
+}
+
+// API returns the Jaeger remote-sampling HTTP handler of this replica.
+func (s *Service) API() *API { return s.api }
+
+// Loads returns the table of collectors' latest load reports.
+func (s *Service) Loads() *Loads { return s.loads }
+
+// Ready is closed once the stored decision has been loaded (or found absent, in which
+// case the config's static rates are served until a leader stores one).
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Start starts consuming load reports and watching the stored decision in b.Sampling.
+// It returns at once; Stop stops it.
+func (s *Service) Start(b *natsconn.Buckets) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return
+	}
+	s.started = true
+	s.store = NewStore(b.Sampling)
+	s.maxBytes = min(int(s.d.NC.MaxPayload())-4096, events.MaxPayloadBytes)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.consumeLoads()
+	}()
+	go func() {
+		defer s.wg.Done()
+		kvwatch.Run(s.ctx, s.d.NC, b.Sampling, events.DecisionKey, s.onDecision,
+			func(err error) { s.log.Warn("sampling decision watch failed, retrying", "err", err) })
+	}()
+}
+
+// Stop stops the goroutines Start started and waits for them. Safe to call twice.
+func (s *Service) Stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// onDecision installs a stored decision (or, at the end of the initial replay with none
+// stored, the provisional one).
+func (s *Service) onDecision(e jetstream.KeyValueEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e == nil {
+		if !s.stored {
+			s.installProvisionalLocked()
+		}
+		s.readyOnce.Do(func() { close(s.ready) })
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		s.log.Warn("the sampling decision was deleted; serving the config's static rates until the leader stores one", "revision", e.Revision())
+		s.stored = false
+		s.installProvisionalLocked()
+		return
+	}
+	d, err := events.DecodeDecision(e.Value())
+	if err != nil {
+		s.m.invalid.Inc()
+		s.log.Error("stored sampling decision is invalid; still serving the previous one", "revision", e.Revision(), "err", err)
+		return
+	}
+	s.stored = true
+	s.install(&d)
+}
+
+func (s *Service) install(d *events.Decision) {
+	s.api.Install(d)
+	s.m.served.Set(float64(d.Version))
+	s.m.globalRate.Set(d.GlobalRate)
+	if d.Degraded {
+		s.m.degraded.Set(1)
+	} else {
+		s.m.degraded.Set(0)
+	}
+}
+
+// installProvisionalLocked serves the config's static rates (fixed, priority rules,
+// sampling_rate; adaptive and cost need traffic) while no decision is stored.
+func (s *Service) installProvisionalLocked() {
+	g := s.d.Config.Current().Global
+	p := events.SamplingParams{SamplingRate: g.SamplingRate, Degradation: g.Degradation}
+	for _, st := range g.SamplingStrategies {
+		if st.Type == fleetconfig.StrategyFixed || st.Type == fleetconfig.StrategyPriorityBased {
+			p.Strategies = append(p.Strategies, st)
+		}
+	}
+	d := strategy.Compute(p, strategy.Inputs{})
+	d.V, d.ConfigVersion, d.At = events.DecisionVersion, g.Version, s.now()
+	d.Strategy = "provisional:" + d.Strategy
+	s.provisional = &d
+	s.install(&d)
+}
+
+// consumeLoads reads the load stream with an ephemeral ordered consumer that starts at
+// the last report of every collector, then delivers new ones. It re-creates the consumer
+// after a reconnect or a consumer error.
+func (s *Service) consumeLoads() {
+	reconnected := s.d.NC.StatusChanged(nats.CONNECTED)
+	defer s.d.NC.RemoveStatusListener(reconnected)
+	for s.ctx.Err() == nil {
+		failed := make(chan error, 1)
+		cc, err := s.startConsumer(failed)
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("load stream consumer could not start, retrying", "stream", s.d.NS.LoadStream(), "err", err)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-reconnected:
+		case err := <-failed:
+			s.log.Warn("load stream consumer failed, restarting", "err", err)
+		}
+		cc.Stop()
+	}
+}
+
+func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	cons, err := s.d.JS.OrderedConsumer(ctx, s.d.NS.LoadStream(), jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{s.d.NS.LoadSubjects()},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		s.syncedOnce.Do(func() { close(s.synced) })
+	}
+	return cons.Consume(s.ingest, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrServerShutdown) {
+			select {
+			case failed <- err:
+			default:
+			}
+		}
+	}))
+}
+
+// ingest records one load report; a malformed one is counted and dropped.
+func (s *Service) ingest(msg jetstream.Msg) {
+	seen := s.now()
+	if md, err := msg.Metadata(); err == nil {
+		if !md.Timestamp.IsZero() {
+			seen = md.Timestamp
+		}
+		if md.NumPending == 0 {
+			s.syncedOnce.Do(func() { close(s.synced) })
+		}
+	}
+	root, _, _, err := loadreport.ParseSubject(msg.Subject())
+	if err == nil && root != s.d.NS.Root() {
+		err = fmt.Errorf("subject %q: root %q, want %q", msg.Subject(), root, s.d.NS.Root())
+	}
+	var r events.LoadReport
+	if err == nil {
+		r, err = loadreport.DecodeJetStream(msg)
+	}
+	if err != nil {
+		s.m.reports.WithLabelValues("invalid").Inc()
+		s.log.Debug("load report rejected", "subject", msg.Subject(), "err", err)
+		return
+	}
+	s.m.reports.WithLabelValues("ok").Inc()
+	s.loads.Add(r, seen)
+}
+
+// Lead computes and stores a decision at once and then every interval, until t.Ctx
+// ends. It is the lead callback of the election for role "sampler".
+func (s *Service) Lead(t election.Term) {
+	s.m.leader.Set(1)
+	defer s.m.leader.Set(0)
+	log := s.log.With("token", t.Token)
+	log.Info("leading: computing sampling decisions", "interval", s.cfg.Interval)
+	defer log.Info("no longer leading", "cause", context.Cause(t.Ctx))
+	// Let the load stream replay first, so the first decision does not see an empty
+	// fleet; a replica that was following has long been synced.
+	wait := time.NewTimer(min(s.cfg.Interval, 3*time.Second))
+	select {
+	case <-s.synced:
+	case <-wait.C:
+	case <-t.Ctx.Done():
+		wait.Stop()
+		return
+	}
+	wait.Stop()
+	eng := strategy.NewEngine(s.cfg.Tuning())
+	if prev, _, err := s.store.Get(t.Ctx); err == nil && prev.Token <= t.Token {
+		eng.Seed(&prev) // continue the smoothing and degradation state
+	}
+	tick := time.NewTicker(s.cfg.Interval)
+	defer tick.Stop()
+	var pending []*strategy.Transition
+	for {
+		pending = s.decide(t, eng, pending, log)
+		select {
+		case <-t.Ctx.Done():
+			return
+		case <-tick.C:
+		case <-s.kick:
+		}
+	}
+}
+
+// decide computes one decision, stores it by compare-and-set and publishes its events.
+// Transitions whose decision could not be stored are returned, to be published with
+// the next decision that is.
+func (s *Service) decide(t election.Term, eng *strategy.Engine, pending []*strategy.Transition, log *slog.Logger) []*strategy.Transition {
+	now := s.now()
+	snap := s.d.Config.Current()
+	g := snap.Global
+	p := events.SamplingParams{SamplingRate: g.SamplingRate, Strategies: g.SamplingStrategies, Degradation: g.Degradation}
+	obs := s.loads.Observe(now)
+	start := time.Now()
+	d, tr := eng.Step(p, obs, now)
+	s.m.duration.Observe(time.Since(start).Seconds())
+	s.m.collectors.Set(float64(obs.Collectors))
+	if tr != nil {
+		pending = append(pending, tr)
+	}
+	d.V, d.Leader, d.Token = events.DecisionVersion, s.d.Instance, t.Token
+	d.IntervalMS, d.ConfigVersion = s.cfg.Interval.Milliseconds(), g.Version
+	for name, r := range snap.Regions {
+		if r.RegionalSamplingRate != 1 && events.CheckToken("region", name) == nil {
+			if d.Regions == nil {
+				d.Regions = map[string]float64{}
+			}
+			d.Regions[name] = min(max(r.RegionalSamplingRate, 0), 1)
+		}
+	}
+	if _, ok := p.Strategy(fleetconfig.StrategyAdaptive); ok {
+		d.LowerBoundTPS = s.cfg.LowerBoundTPS
+	}
+	data, err := fit(&d, s.maxBytes)
+	if err != nil {
+		s.m.decisions.WithLabelValues("failed").Inc()
+		log.Error("sampling decision cannot be encoded", "err", err)
+		return pending
+	}
+	if t.Ctx.Err() != nil {
+		return pending // the term ended while computing: write nothing
+	}
+	ctx, cancel := context.WithTimeout(t.Ctx, max(s.cfg.Interval, 2*time.Second))
+	defer cancel()
+	if _, err := s.store.Write(ctx, &d); err != nil {
+		switch {
+		case errors.Is(err, ErrStale):
+			s.m.decisions.WithLabelValues("stale").Inc()
+			log.Warn("not storing the decision: a newer leader term has stored one", "err", err)
+		case t.Ctx.Err() != nil:
+			s.m.decisions.WithLabelValues("stale").Inc()
+		default:
+			s.m.decisions.WithLabelValues("failed").Inc()
+			log.Warn("storing the sampling decision failed; retrying next interval", "err", err)
+		}
+		return pending
+	}
+	s.m.decisions.WithLabelValues("written").Inc()
+	s.m.bytes.Set(float64(len(data)))
+	log.Debug("sampling decision stored", "version", d.Version, "strategy", d.Strategy, "global_rate", d.GlobalRate,
+		"degraded", d.Degraded, "services", len(d.Services), "kept_qps", d.Inputs.KeptQPS, "collectors", obs.Collectors)
+	for _, tr := range pending {
+		to := "recovered"
+		typ := events.EventSamplingRecovered
+		if tr.Degraded {
+			to, typ = "degraded", events.EventSamplingDegraded
+		}
+		s.m.transitions.WithLabelValues(to).Inc()
+		log.Warn("sampling "+to, "reason", tr.Reason, "version", d.Version)
+		s.publish(typ, &d, tr.Reason)
+	}
+	s.publish(events.EventSamplingDecision, &d, "")
+	return nil
+}
+
+// publish sends a sampling event summarising d. The OTLP_EVENTS stream captures it.
+func (s *Service) publish(typ events.EventType, d *events.Decision, reason string) {
+	e := events.SamplingEvent{
+		V: events.SamplingEventVersion, Event: typ, Version: d.Version, Token: d.Token, Leader: d.Leader,
+		Strategy: d.Strategy, GlobalRate: d.GlobalRate, DefaultRate: d.DefaultRate, Degraded: d.Degraded,
+		Utilization: d.Inputs.Utilization, FleetQPS: d.Inputs.FleetQPS, KeptQPS: d.Inputs.KeptQPS,
+		Services: len(d.Services), Reason: reason, At: d.At,
+	}
+	m, err := events.NewMsg(s.d.NS.EventSubject(typ), "otelfleet/sampler/"+s.d.Instance, e)
+	if err != nil {
+		s.log.Error("sampling event cannot be encoded", "err", err)
+		return
+	}
+	m.Header.Set(events.HeaderID, e.EventID())
+	m.Header.Set(jetstream.MsgIDHeader, e.EventID())
+	if err := s.d.NC.PublishMsg(m); err != nil {
+		s.log.Warn("publishing a sampling event failed", "event", typ, "err", err)
+	}
+}
+
+// fit encodes d, leaving out the least busy services when the value would exceed
+// maxBytes (they then get their rule's or the default rate). It sets d.Truncated.
+func fit(d *events.Decision, maxBytes int) ([]byte, error) {
+	for {
+		data, err := json.Marshal(d)
+		if err != nil {
+			return nil, err
+		}
+		if len(data) <= maxBytes || len(d.Services) == 0 {
+			return data, nil
+		}
+		per := len(data) / max(len(d.Services), 1)
+		drop := min(len(d.Services), (len(data)-maxBytes)/max(per, 1)+1+len(d.Services)/100)
+		names := make([]string, 0, len(d.Services))
+		for n := range d.Services {
+			names = append(names, n)
+		}
+		slices.SortFunc(names, func(a, b string) int {
+			qa, qb := d.Services[a].QPS, d.Services[b].QPS
+			switch {
+			case qa < qb:
+				return -1
+			case qa > qb:
+				return 1
+			}
+			return -strings.Compare(a, b)
+		})
+		services := make(map[string]events.ServiceDecision, len(d.Services)-drop)
+		for _, n := range names[drop:] {
+			services[n] = d.Services[n]
+		}
+		d.Truncated += drop
+		d.Services = services
+	}
+}
+
+// Endpoints returns the micro endpoints of otlp-sampler: decision (the decision this
+// replica serves; 503 before it has loaded one).
+func (s *Service) Endpoints() []platform.Endpoint {
+	return []platform.Endpoint{{
+		Op:          "decision",
+		Description: "the sampling decision this replica serves (rates per service, strategy, degraded, leader, token, inputs)",
+		Handler: microapi.Handler(func(context.Context, micro.Request) (any, error) {
+			d := s.api.Decision()
+			if d == nil {
+				return nil, microapi.Errorf(microapi.CodeUnavailable, "the sampler has not loaded a decision yet")
+			}
+			return d, nil
+		}),
+	}}
+}

@@ -1,0 +1,117 @@
+package samplersvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+)
+
+// Errors returned by Store.
+var (
+	// ErrNoDecision is returned by Store.Get when no decision is stored yet.
+	ErrNoDecision = errors.New("no sampling decision stored yet")
+	// ErrStale is returned by Store.Write when the stored decision was made under a newer
+	// term (a larger fencing token): this writer's term is over and it must not write.
+	ErrStale = errors.New("a decision of a newer leader term is stored")
+	// ErrContended is returned by Store.Write when other writers kept changing the key
+	// between its read and its compare-and-set.
+	ErrContended = errors.New("the decision key kept changing under the write")
+)
+
+// Store reads and writes the sampling decision: key "decision" of the KV bucket
+// otlp_sampling.
+type Store struct {
+	kv jetstream.KeyValue
+}
+
+// NewStore returns a store on kv (the sampling bucket).
+func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+
+// Get returns the stored decision and its KV revision; ErrNoDecision when there is
+// none. A stored value that does not decode is returned as an error wrapping
+// events.ErrMalformed, with its revision.
+func (s *Store) Get(ctx context.Context) (events.Decision, uint64, error) {
+	e, err := s.kv.Get(ctx, events.DecisionKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return events.Decision{}, 0, ErrNoDecision
+	}
+	if err != nil {
+		return events.Decision{}, 0, fmt.Errorf("read the sampling decision: %w", err)
+	}
+	d, err := events.DecodeDecision(e.Value())
+	if err != nil {
+		return events.Decision{}, e.Revision(), fmt.Errorf("stored sampling decision at revision %d: %w", e.Revision(), err)
+	}
+	return d, e.Revision(), nil
+}
+
+// Write stores d as the decision in force, by compare-and-set, unless a decision made
+// under a newer term is stored (ErrStale). It sets d.Version to the stored version plus
+// one (1 for the first decision) and returns the new revision.
+//
+// The token check and the revision-checked update together make the stored tokens
+// non-decreasing: the check refuses to replace a newer term's decision that is already
+// stored, and the compare-and-set refuses the write when anyone wrote after the read (the
+// write is then retried from a fresh read, which sees the newer token). A stored value
+// that does not decode is replaced.
+func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
+	for range 3 {
+		cur, rev, err := s.Get(ctx)
+		switch {
+		case errors.Is(err, ErrNoDecision):
+			d.Version = 1
+			data, err := events.Encode(d)
+			if err != nil {
+				return 0, err
+			}
+			rev, err := s.kv.Create(ctx, events.DecisionKey, data)
+			if isRevisionMismatch(err) {
+				continue // someone stored the first decision meanwhile
+			}
+			if err != nil {
+				return 0, fmt.Errorf("store the sampling decision: %w", err)
+			}
+			return rev, nil
+		case errors.Is(err, events.ErrMalformed):
+			// Garbage at rev: replace it. Revisions only grow and every decision is one
+			// write, so rev+1 is above every version stored before.
+			d.Version = rev + 1
+		case err != nil:
+			return 0, err
+		case cur.Token > d.Token:
+			return 0, fmt.Errorf("%w: stored token %d (leader %s) > ours %d", ErrStale, cur.Token, cur.Leader, d.Token)
+		default:
+			d.Version = cur.Version + 1
+		}
+		data, err := events.Encode(d)
+		if err != nil {
+			return 0, err
+		}
+		rev, err = s.kv.Update(ctx, events.DecisionKey, data, rev)
+		if isRevisionMismatch(err) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store the sampling decision: %w", err)
+		}
+		return rev, nil
+	}
+	return 0, ErrContended
+}
+
+// isRevisionMismatch reports whether err is the KV's compare-and-set failure.
+func isRevisionMismatch(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
