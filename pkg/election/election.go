@@ -275,7 +275,7 @@ func (e *Election) serve(ctx context.Context, h *lease.Held, lead func(Term)) {
 	case <-h.Done():
 		cause := context.Cause(h.Context())
 		endTerm(cause)
-		e.ended(t, reason(cause))
+		e.ended(t, Reason(cause))
 		<-leading
 	case <-ctx.Done():
 		endTerm(ErrResigned)
@@ -315,8 +315,9 @@ func (e *Election) resignContext(ttl time.Duration) (context.Context, context.Ca
 	return context.WithTimeout(parent, ttl)
 }
 
-// reason maps why a hold ended to the reason of a leader.lost event.
-func reason(cause error) string {
+// Reason maps why a term ended (context.Cause of Term.Ctx) to the reason of its
+// leader.lost event: resigned, renewal-failed, lease-lost, connection-closed or unknown.
+func Reason(cause error) string {
 	switch {
 	case errors.Is(cause, lease.ErrRenewalTimeout):
 		return "renewal-failed"
