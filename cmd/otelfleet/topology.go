@@ -96,8 +96,8 @@ func topologyGet(ctx context.Context, env *cliEnv, args []string) error {
 	if g.EffectiveSamplingRate != nil {
 		sampling = strconv.FormatFloat(*g.EffectiveSamplingRate*100, 'g', 4, 64) + "%"
 	}
-	fmt.Fprintf(env.stdout, "\n%d collectors in %d regions: %d healthy, %d degraded, %d unhealthy, %d stale · %s spans/s of %s · util %.1f%% · latency %.1fms · errors %.2f%% · sampling %s\n",
-		g.Collectors, g.Regions, g.Healthy, g.Degraded, g.Unhealthy, g.Stale, formatQPS(g.SpansPerSec), formatQPS(g.CapacityQPS),
+	fmt.Fprintf(env.stdout, "\n%s in %s: %d healthy, %d degraded, %d unhealthy, %d stale · %s spans/s of %s · util %.1f%% · latency %.1fms · errors %.2f%% · sampling %s\n",
+		plural(g.Collectors, "collector"), plural(g.Regions, "region"), g.Healthy, g.Degraded, g.Unhealthy, g.Stale, formatQPS(g.SpansPerSec), formatQPS(g.CapacityQPS),
 		g.Utilization*100, g.AvgLatencyMS, g.ErrorRate*100, sampling)
 	return nil
 }
@@ -170,8 +170,16 @@ func topologyBest(ctx context.Context, env *cliEnv, args []string) error {
 			req.CapacityWeight = cw
 		}
 	})
-	if err := (topologysvc.Weights{Load: *lw, Latency: *tw, Capacity: *cw}).Validate(); err != nil {
-		return usageError("%v", err)
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"--load-weight", *lw}, {"--latency-weight", *tw}, {"--capacity-weight", *cw}} {
+		if !(f.v >= 0 && f.v <= 1e6) {
+			return usageError("%s %v: must be a number in [0, 1e6]", f.name, f.v)
+		}
+	}
+	if *lw+*tw+*cw == 0 {
+		return usageError("--load-weight, --latency-weight, --capacity-weight: at least one must be > 0")
 	}
 	nc, err := env.dial()
 	if err != nil {
@@ -222,6 +230,14 @@ func reportAge(ms int64) string {
 		return d.Round(100*time.Millisecond).String() + " ago"
 	}
 	return d.Round(time.Second).String() + " ago"
+}
+
+// plural writes "1 region", "2 regions".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func orDash(s string) string {

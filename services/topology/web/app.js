@@ -14,7 +14,8 @@
     const a = Math.abs(n);
     const [d, s] = a >= 1e9 ? [1e9, "G"] : a >= 1e6 ? [1e6, "M"] : a >= 1e3 ? [1e3, "k"] : [1, ""];
     const v = n / d;
-    return (d === 1 ? (Number.isInteger(v) ? v : v.toFixed(1)) : v.toFixed(v >= 100 ? 0 : 1)) + s + (unit || "");
+    if (d === 1) return (a >= 10 || Number.isInteger(v) ? Math.round(v) : v.toFixed(1)) + (unit || "");
+    return v.toFixed(v >= 100 ? 0 : 1) + s + (unit || "");
   }
   function bytes(n) {
     if (!isFinite(n)) return "–";
@@ -46,7 +47,7 @@
     const g = t.global;
     const sampling = g.effective_sampling_rate == null ? "–" : pct(g.effective_sampling_rate, g.effective_sampling_rate < 0.1 ? 1 : 0);
     $("global").innerHTML = [
-      stat("collectors", `${g.healthy}<em>/ ${g.collectors} healthy</em>`),
+      stat("healthy collectors", `${g.healthy}<em>/ ${g.collectors}</em>`),
       stat("regions", g.regions),
       stat("spans / s", si(g.spans_per_sec)),
       stat("bytes / s", bytes(g.bytes_per_sec)),
@@ -73,7 +74,7 @@
     return `<li class="collector ${esc(status)}" title="${esc(title)}">
       <i class="dot ${esc(status)}"></i>
       <div class="id">${esc(c.id)}<small>${esc(c.address || "")}</small></div>
-      ${bar(c.utilization, c.stale)}
+      <div class="util">${bar(c.utilization, c.stale)}<span class="num">${c.capacity_qps > 0 && !c.stale ? pct(c.utilization) : ""}</span></div>
       <div class="load num">${load}</div>
       <div class="lat num">${right}</div>
     </li>`;
