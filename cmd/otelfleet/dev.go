@@ -14,6 +14,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
@@ -27,6 +28,7 @@ type devOptions struct {
 	config   configsvc.Config
 	topology topologysvc.Config
 	natsLog  bool
+	simulate bool
 }
 
 // devService is one service `otelfleet dev` can run in-process, wired by the same fx
@@ -71,6 +73,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
 	k.Int(&o.natsPort, "nats-port", "", 4222, "embedded NATS client port")
 	k.Bool(&o.natsLog, "nats-log", "", false, "log the embedded NATS server's own messages")
+	k.Bool(&o.simulate, "simulate", "OTELFLEET_SIMULATE", true, "run a simulated fleet (3 regions x 4 collectors, steady traffic) that registers and reports load; see otelfleet simulate")
 	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
@@ -99,6 +102,9 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	opts := []fx.Option{platform.Options(s), platform.Module(s), configwatch.Module}
 	for _, svc := range selected {
 		opts = append(opts, svc.module(o))
+	}
+	if o.simulate {
+		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
 	}
 	app := fx.New(opts...)
 	if err := app.Err(); err != nil {
