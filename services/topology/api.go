@@ -80,7 +80,9 @@ type Handler interface {
 // RegisterHTTP registers on h:
 //
 //   - GET /v1/topology: the topology as JSON (Topology). Query parameters: region,
-//     per_region (list at most N collectors per region), stats_only=true.
+//     per_region (list at most N collectors per region), sort=id|attention (which N:
+//     the first by id, or those most in need of attention — unhealthy, degraded,
+//     stale, then the busiest; listed in id order either way), stats_only=true.
 //   - GET /v1/topology/best: the best collector as JSON (BestReply). Query parameters:
 //     region, load_weight, latency_weight, capacity_weight.
 //   - GET /: the live topology page; its script and style under /topology/ui/.
@@ -105,6 +107,14 @@ func (s *Service) serveTopology(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "per_region "+strconv.Quote(v)+": want an integer >= 0")
 			return
 		}
+	}
+	switch q.Get("sort") {
+	case "", "id":
+	case "attention":
+		o.attention = true
+	default:
+		writeError(w, http.StatusBadRequest, "sort "+strconv.Quote(q.Get("sort"))+": want id or attention")
+		return
 	}
 	if v := q.Get("stats_only"); v != "" {
 		if o.statsOnly, err = strconv.ParseBool(v); err != nil {

@@ -96,6 +96,12 @@ func TestModule(t *testing.T) {
 	if code := getJSON(t, base+"/v1/topology?region=no%20way", &e); code != http.StatusBadRequest {
 		t.Fatalf("bad region = %d %+v", code, e)
 	}
+	if code := getJSON(t, base+"/v1/topology?sort=size", &e); code != http.StatusBadRequest {
+		t.Fatalf("bad sort = %d %+v", code, e)
+	}
+	if code := getJSON(t, base+"/v1/topology?per_region=1&sort=attention", &top); code != http.StatusOK || len(top.Regions[0].Collectors) != 1 {
+		t.Fatalf("per_region&sort=attention = %d %+v", code, top)
+	}
 
 	for path, want := range map[string]string{
 		"/":                       "<title>otelfleet · topology</title>",

@@ -1,11 +1,13 @@
 package topologysvc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -436,6 +438,10 @@ type renderOpts struct {
 	limit int
 	// perRegion bounds the collectors listed per region (unbounded when 0).
 	perRegion int
+	// attention picks, when perRegion cuts a region, the collectors most in need of
+	// attention (see attentionFirst) instead of the first by id; either way they are
+	// listed in id order.
+	attention bool
 	// statsOnly lists no collectors.
 	statsOnly bool
 }
@@ -466,13 +472,56 @@ func (s *Service) render(v *view, o renderOpts) Topology {
 			if n > 0 {
 				last = &cs[n-1]
 			}
-			reg.Collectors = append(reg.Collectors, cs[:n]...)
+			if o.attention && n < len(cs) && o.limit == 0 {
+				reg.Collectors = attentionFirst(cs, n)
+			} else {
+				reg.Collectors = append(reg.Collectors, cs[:n]...)
+			}
 		}
 		reg.Omitted = len(r.Collectors) - len(reg.Collectors)
 		out.Regions = append(out.Regions, reg)
 	}
 	if more && last != nil {
 		out.Next = last.Region + "/" + last.ID
+	}
+	return out
+}
+
+// attentionFirst returns the n collectors of cs (sorted by id) that most need
+// attention, in id order: unhealthy, then degraded, then stale, then the highest
+// utilisation; ties by id.
+func attentionFirst(cs []Collector, n int) []Collector {
+	rank := func(c *Collector) int {
+		switch c.Status {
+		case StatusUnhealthy:
+			return 0
+		case StatusDegraded:
+			return 1
+		case StatusStale:
+			return 2
+		default:
+			return 3
+		}
+	}
+	idx := make([]int, len(cs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		ca, cb := &cs[a], &cs[b]
+		if c := cmp.Compare(rank(ca), rank(cb)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(cb.Utilization, ca.Utilization); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	idx = idx[:n]
+	slices.Sort(idx)
+	out := make([]Collector, n)
+	for i, j := range idx {
+		out[i] = cs[j]
 	}
 	return out
 }

@@ -100,7 +100,7 @@
         </div>
       </header>
       <ul class="collectors">${r.collectors.map(renderCollector).join("")}</ul>
-      ${r.omitted ? `<div class="more">+ ${r.omitted} more collectors (showing ${shown}) · <a href="/v1/topology?region=${encodeURIComponent(r.region)}">all as JSON</a></div>` : ""}
+      ${r.omitted ? `<div class="more">+ ${r.omitted} more collectors (showing the ${shown} that most need attention) · <a href="/v1/topology?region=${encodeURIComponent(r.region)}">all as JSON</a></div>` : ""}
     </section>`;
   }
 
@@ -118,7 +118,7 @@
 
   async function tick() {
     try {
-      const res = await fetch(`/v1/topology?per_region=${PER_REGION}`, { cache: "no-store" });
+      const res = await fetch(`/v1/topology?per_region=${PER_REGION}&sort=attention`, { cache: "no-store" });
       const body = await res.json();
       if (!res.ok) throw new Error(body.error || res.statusText);
       render(body);
