@@ -13,10 +13,14 @@ import (
 )
 
 const agentUsage = `agent --region R --id ID --endpoint HOST:PORT [--capacity-qps N] [--name NAME] [--meta k=v,...]
+      [--metrics-url URL [--metrics-interval 1s] [--collector-cpus N]]
 
 Registers one collector in the otlp_registry bucket and heart-beats (with CPU and memory
 health of this host) until stopped. SIGINT/SIGTERM deregister it at once; a kill -9
-leaves it to expire after the registry TTL.`
+leaves it to expire after the registry TTL. With --metrics-url it also scrapes the
+collector's own Prometheus metrics (e.g. http://127.0.0.1:8888/metrics) and publishes
+its load report (qps, error rate, queue, CPU, memory, capacity) on
+<root>.load.<region>.<id> every interval.`
 
 // agentOptions are the flags of `otelfleet agent`.
 type agentOptions struct {
@@ -38,6 +42,8 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	k.Float(&o.capacity, "capacity-qps", "COLLECTOR_CAPACITY_QPS", 0, "spans per second the collector can take (0: unknown)")
 	k.String(&o.name, "name", "", "", "display name")
 	k.String(&o.meta, "meta", "", "", "metadata labels k=v, comma-separated")
+	var mo agentMetricsOptions // --metrics-url and friends: agent_metrics.go
+	mo.bind(k)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -50,6 +56,9 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	meta, err := o.validate()
 	if err != nil {
+		return usageError("agent: %v", err)
+	}
+	if err := mo.validate(); err != nil {
 		return usageError("agent: %v", err)
 	}
 	cfg := registration.Config{
@@ -75,6 +84,19 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stderr, "otelfleet agent: registering %s at %s (Ctrl-C deregisters)\n", client.Key(), env.nats.URL)
 	tasks := []agentTask{client.Run}
+	// --metrics-url: scrape the collector and publish its load (agent_metrics.go).
+	ns, err := env.namespace()
+	if err != nil {
+		return err
+	}
+	load, err := agentMetricsTask(nc, ns, o.region, o.id, o.capacity, mo, log, nil)
+	if err != nil {
+		return usageError("agent: %v", err)
+	}
+	if load != nil {
+		fmt.Fprintf(env.stderr, "otelfleet agent: reporting load scraped from %s every %v\n", mo.url, mo.interval)
+		tasks = append(tasks, load)
+	}
 	return runTasks(ctx, tasks)
 }
 

@@ -112,6 +112,7 @@ type fakeCollector struct {
 	mu     sync.Mutex
 	p      page
 	status int
+	live   func(*page) // if set, updates the page at every request
 	*httptest.Server
 }
 
@@ -120,6 +121,9 @@ func newFakeCollector(t *testing.T, p page) *fakeCollector {
 	f := &fakeCollector{p: p, status: http.StatusOK}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
+		if f.live != nil {
+			f.live(&f.p)
+		}
 		p, status := f.p, f.status
 		f.mu.Unlock()
 		if status != http.StatusOK {
@@ -399,7 +403,14 @@ func TestConfigValidate(t *testing.T) {
 // metrics page, scraped by a Source, published by a loadreport.Publisher on a real NATS
 // server, decoded by loadreport.Decode, carries the collector's real rate and queue.
 func TestAgentPublishesScrapedLoad(t *testing.T) {
+	// The collector accepts 100 spans per millisecond of wall time (100 000 spans/s),
+	// computed when it is scraped, with 250 batches queued.
+	start := time.Now()
 	fc := newFakeCollector(t, base())
+	fc.live = func(p *page) {
+		p.accepted = [2]float64{float64(time.Since(start).Microseconds()) / 10, 0}
+		p.queue = 250
+	}
 	srv := natstest.Run(t)
 	nc := srv.Connect(t)
 	sub, err := nc.SubscribeSync("otlp.load.>")
@@ -422,29 +433,6 @@ func TestAgentPublishesScrapedLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The collector accepts 100 spans per millisecond of wall time (100 000 spans/s)
-	// while the agent scrapes it, with 250 batches queued.
-	start := time.Now()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tk := time.NewTicker(5 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-tk.C:
-				fc.set(func(p *page) {
-					p.accepted = [2]float64{float64(now.Sub(start).Milliseconds()) * 100, 0}
-					p.queue = 250
-				}, http.StatusOK)
-			}
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
 	pub.Start()
 	defer pub.Stop()
 	for i := range 3 {
