@@ -22,6 +22,15 @@ func (c *Client) Health(ctx context.Context) events.Health {
 func (c *Client) health(ctx context.Context, cfg Config, interval time.Duration) events.Health {
 	var h events.Health
 	r, err := cfg.Sampler.Sample()
+	if err == nil && r.CPUWindow > 0 && r.CPUWindow < minCPUWindow {
+		// The first heartbeat comes right after New primed the sampler: a few
+		// milliseconds of ticks say nothing. Measure over minCPUWindow instead.
+		select {
+		case <-time.After(minCPUWindow - r.CPUWindow):
+			r, err = cfg.Sampler.Sample()
+		case <-ctx.Done():
+		}
+	}
 	if err != nil {
 		c.log.Debug("CPU and memory readings unavailable", "err", err)
 	} else {
@@ -59,6 +68,10 @@ func (c *Client) health(ctx context.Context, cfg Config, interval time.Duration)
 	return h
 }
 
+// minCPUWindow is the shortest interval CPU fractions are averaged over (the kernel
+// counts CPU time in 10ms ticks).
+const minCPUWindow = 250 * time.Millisecond
+
 // runCheck runs one custom check with a timeout; a check that panics, overruns or
 // returns an invalid result is reported unhealthy rather than breaking the heartbeat.
 func runCheck(ctx context.Context, check Check, i int, timeout time.Duration) (res events.CheckResult) {
@@ -93,9 +106,9 @@ func threshold(name, what string, v, degraded, unhealthy float64) events.CheckRe
 	res := events.CheckResult{Name: name, Status: events.HealthHealthy, Message: fmt.Sprintf("%s %.0f%%", what, v*100)}
 	switch {
 	case v >= unhealthy:
-		res.Status, res.Message = events.HealthUnhealthy, fmt.Sprintf("%s %.0f%% >= %.0f%%", what, v*100, unhealthy*100)
+		res.Status, res.Message = events.HealthUnhealthy, fmt.Sprintf("%s %.0f%%, unhealthy from %.0f%%", what, v*100, unhealthy*100)
 	case v >= degraded:
-		res.Status, res.Message = events.HealthDegraded, fmt.Sprintf("%s %.0f%% >= %.0f%%", what, v*100, degraded*100)
+		res.Status, res.Message = events.HealthDegraded, fmt.Sprintf("%s %.0f%%, degraded from %.0f%%", what, v*100, degraded*100)
 	}
 	return res
 }

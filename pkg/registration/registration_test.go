@@ -381,3 +381,32 @@ func TestSelfModule(t *testing.T) {
 		}
 	}
 }
+
+// windowSampler returns a reading over a too-short window first, then a real one.
+type windowSampler struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (w *windowSampler) Sample() (sysstat.Reading, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	if w.calls <= 2 { // New primes, then the first heartbeat samples a few ms later
+		return sysstat.Reading{CPUWindow: 5 * time.Millisecond}, nil
+	}
+	return sysstat.Reading{CPUWindow: 250 * time.Millisecond, HostCPU: 0.5}, nil
+}
+
+func TestFirstHeartbeatMeasuresCPUOverAUsefulWindow(t *testing.T) {
+	t.Parallel()
+	cfg := collector("w")
+	cfg.Sampler = &windowSampler{}
+	c, err := registration.New(nil, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := c.Health(context.Background()); h.CPU != 0.5 {
+		t.Fatalf("cpu %v, want the reading taken over a useful window (0.5)", h.CPU)
+	}
+}

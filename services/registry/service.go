@@ -289,6 +289,9 @@ func (s *Service) publish(ctx context.Context, t events.EventType, key string, r
 		return err
 	}, backoff.WithContext(b, pctx))
 	switch {
+	case err != nil && ctx.Err() != nil:
+		s.m.events.WithLabelValues(string(t), "failed").Inc()
+		s.log.Info("registry event not published: shutting down (other replicas publish it)", "event", t, "key", key, "id", id)
 	case err != nil:
 		s.m.events.WithLabelValues(string(t), "failed").Inc()
 		s.log.Error("registry event not published", "event", t, "key", key, "id", id, "err", err)

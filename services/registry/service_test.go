@@ -41,7 +41,7 @@ func testLog() *slog.Logger {
 }
 
 // provision creates the contract on srv with the registry TTL set to ttl.
-func provision(t *testing.T, srv *natstest.Server) *natsconn.Buckets {
+func provision(t testing.TB, srv *natstest.Server) *natsconn.Buckets {
 	t.Helper()
 	_, js := srv.JetStream(t)
 	l := natsconn.DefaultLayout()
@@ -55,7 +55,7 @@ func provision(t *testing.T, srv *natstest.Server) *natsconn.Buckets {
 
 // connect returns a connection that reconnects quickly, its JetStream context and the
 // registry bucket.
-func connect(t *testing.T, srv *natstest.Server) (*nats.Conn, jetstream.JetStream, jetstream.KeyValue) {
+func connect(t testing.TB, srv *natstest.Server) (*nats.Conn, jetstream.JetStream, jetstream.KeyValue) {
 	t.Helper()
 	nc := srv.Connect(t, nats.ReconnectWait(50*time.Millisecond), nats.MaxReconnects(-1))
 	js, err := jetstream.New(nc)
@@ -77,7 +77,7 @@ type replica struct {
 
 // startReplica runs one registry replica on its own connection until the test ends and
 // waits for its first load.
-func startReplica(t *testing.T, srv *natstest.Server, id string) *replica {
+func startReplica(t testing.TB, srv *natstest.Server, id string) *replica {
 	t.Helper()
 	nc, js, kv := connect(t, srv)
 	reg := prometheus.NewRegistry()
@@ -146,7 +146,7 @@ type collector struct {
 	got []received
 }
 
-func collect(t *testing.T, srv *natstest.Server) *collector {
+func collect(t testing.TB, srv *natstest.Server) *collector {
 	t.Helper()
 	_, js := srv.JetStream(t)
 	ctx := context.Background()
