@@ -135,19 +135,22 @@ func (s *Service) Stop() {
 // State returns the service's mutable state (for tests and tools).
 func (s *Service) State() *State { return s.state }
 
-// watchRegistry keeps the state's registrations in step with the registry bucket. After
-// each (re)started watch has replayed the bucket, collectors absent from the replay are
-// forgotten.
+// watchRegistry keeps the state's registrations in step with the registry bucket. The
+// end of the first replay closes loaded. A watch re-created later (after a reconnect)
+// replays the bucket again; at the end of that replay the registered collectors are
+// reconciled with the bucket's current keys, so a collector whose registration expired
+// while this replica was cut off (its marker gone by the time it reconnected) is
+// forgotten too.
 func (s *Service) watchRegistry(kv jetstream.KeyValue, loaded chan struct{}) {
-	var once sync.Once
-	seen := map[collectorKey]struct{}{}
+	first := true
 	kvwatch.Run(s.ctx, s.d.NC, kv, events.KindCollector+".>", func(e jetstream.KeyValueEntry) {
 		if e == nil {
-			if n := s.state.RetainRegistrations(seen); n > 0 {
-				s.log.Info("forgot collectors missing from the registry after a resync", "collectors", n)
+			if first {
+				first = false
+				close(loaded)
+				return
 			}
-			seen = map[collectorKey]struct{}{}
-			once.Do(func() { close(loaded) })
+			s.resync(kv)
 			return
 		}
 		k, ok := collectorFromKey(e.Key())
@@ -167,7 +170,6 @@ func (s *Service) watchRegistry(kv jetstream.KeyValue, loaded chan struct{}) {
 				}
 				return
 			}
-			seen[k] = struct{}{}
 			s.state.PutRegistration(&r)
 			s.m.registrations.WithLabelValues("put").Inc()
 		default: // delete, purge, or an expiry marker
@@ -181,6 +183,34 @@ func (s *Service) watchRegistry(kv jetstream.KeyValue, loaded chan struct{}) {
 			}
 		}
 	}, func(err error) { s.log.Warn("registry watch failed, retrying", "err", err) })
+}
+
+// resync forgets registered collectors whose keys are no longer in the registry bucket.
+// It runs on the watch goroutine, so no registry update is applied meanwhile; a key
+// written after the replay is listed (and kept), a key deleted after it is not (and its
+// delete marker, delivered later, finds nothing to forget).
+func (s *Service) resync(kv jetstream.KeyValue) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	lister, err := kv.ListKeysFiltered(ctx, events.KindCollector+".>")
+	if err != nil {
+		s.log.Warn("registry resync: listing keys failed; expired collectors may linger until their next change", "err", err)
+		return
+	}
+	defer func() { _ = lister.Stop() }()
+	keep := map[collectorKey]struct{}{}
+	for key := range lister.Keys() {
+		if k, ok := collectorFromKey(key); ok {
+			keep[k] = struct{}{}
+		}
+	}
+	if ctx.Err() != nil {
+		s.log.Warn("registry resync: listing keys timed out")
+		return
+	}
+	if n := s.state.RetainRegistrations(keep); n > 0 {
+		s.log.Info("forgot collectors no longer in the registry after a resync", "collectors", n)
+	}
 }
 
 // watchSampling follows the sampler's decision for the effective sampling rate.
@@ -212,6 +242,14 @@ func (s *Service) consumeLoad() {
 	reconnected := s.d.NC.StatusChanged(nats.CONNECTED)
 	defer s.d.NC.RemoveStatusListener(reconnected)
 	for s.ctx.Err() == nil {
+		// Creating a consumer while disconnected would only wait out its timeout.
+		if err := natsconn.WaitConnected(s.ctx, s.d.NC); err != nil {
+			return
+		}
+		select { // a reconnect before this consumer exists needs no restart
+		case <-reconnected:
+		default:
+		}
 		failed := make(chan error, 1)
 		cc, err := s.startConsumer(failed)
 		if err != nil {
@@ -231,13 +269,23 @@ func (s *Service) consumeLoad() {
 		case <-reconnected:
 		case err := <-failed:
 			s.log.Warn("load stream consumer failed, restarting", "err", err)
+			cc.Stop()
+			// The connection may not have noticed yet that the server is gone: give it
+			// a moment (or the reconnect) before creating the next consumer.
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-reconnected:
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		cc.Stop()
 	}
 }
 
 func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	cons, err := s.d.JS.OrderedConsumer(ctx, s.d.NS.LoadStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{s.d.NS.LoadSubjects()},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -77,7 +79,11 @@ func (f *fixture) start(t testing.TB, cfg Config, instance string) *replica {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := New(cfg, Deps{NC: nc, JS: js, NS: events.Default, Instance: instance, Registerer: reg})
+	var log *slog.Logger
+	if os.Getenv("TOPOLOGY_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	svc, err := New(cfg, Deps{NC: nc, JS: js, NS: events.Default, Instance: instance, Registerer: reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,4 +497,53 @@ func TestNotReady(t *testing.T) {
 		t.Fatalf("BestOf before start = %v", err)
 	}
 	var _ micro.Handler = svc.Endpoints()[0].Handler
+}
+
+// TestSurvivesServerRestart restarts NATS under a replica: the load consumer and the
+// registry watch come back, and a registration that vanished while the replica was cut
+// off (deleted, its marker purged) is forgotten by the resync after the replay.
+func TestSurvivesServerRestart(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	r := f.start(t, fastConfig(), "t1")
+	putRegistration(t, f.b.Registry, reg("eu", "c1", 1000, events.HealthHealthy))
+	putRegistration(t, f.b.Registry, reg("eu", "gone", 1000, events.HealthHealthy))
+	publishLoad(t, f.nc, report("eu", "c1", 10))
+	natstest.Eventually(t, 2*time.Second, func() bool {
+		v, _ := r.svc.current()
+		c := find(v, "eu", "c1")
+		return c != nil && c.QPS == 10 && find(v, "eu", "gone") != nil
+	}, "c1 with load, and gone")
+
+	f.srv.Restart(t)
+	// Before the replica reconnects (nats.go waits 2s between attempts), remove "gone"
+	// without a trace: delete it, then purge the delete marker.
+	nc, js := f.srv.JetStream(t)
+	kv, err := js.KeyValue(t.Context(), events.Default.RegistryBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(t.Context(), "collector.eu.gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.PurgeDeletes(t.Context(), jetstream.DeleteMarkersOlderThan(-1)); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	natstest.Eventually(t, 10*time.Second, r.nc.IsConnected, "replica reconnected")
+	t.Logf("reconnected after %v", time.Since(restarted))
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		v, _ := r.svc.current()
+		return find(v, "eu", "gone") == nil
+	}, "vanished registration forgotten")
+	t.Logf("resynced after %v", time.Since(restarted))
+
+	putRegistration(t, kv, reg("eu", "c2", 1000, events.HealthHealthy))
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		publishLoad(t, nc, report("eu", "c1", 20))
+		publishLoad(t, nc, report("eu", "c2", 30))
+		v, _ := r.svc.current()
+		c1, c2 := find(v, "eu", "c1"), find(v, "eu", "c2")
+		return c1 != nil && c1.QPS == 20 && c2 != nil && c2.QPS == 30
+	}, "new load and registrations after the restart")
+	t.Logf("new load after %v", time.Since(restarted))
 }
