@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -167,15 +168,16 @@ func loadSummary(r events.LoadReport) string {
 	return b.String()
 }
 
-// num formats a rate compactly: 1234.5 → 1234.5, 12345.67 → 12346, 0.25 → 0.25.
+// num formats a figure compactly: whole numbers from 1000 up (12345.67 → 12346), one
+// decimal from 1 up (99.6), two significant decimals below 1 (0.25).
 func num(v float64) string {
 	switch {
-	case v >= 10000 || v == float64(int64(v)):
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 100:
-		return strconv.FormatFloat(v, 'f', 1, 64)
+	case v >= 1000:
+		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
+	case v >= 1:
+		return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
 	default:
-		return strconv.FormatFloat(v, 'f', 2, 64)
+		return strconv.FormatFloat(v, 'g', 2, 64)
 	}
 }
 

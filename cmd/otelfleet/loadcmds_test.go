@@ -206,7 +206,7 @@ func TestEventLine(t *testing.T) {
 		msg  *nats.Msg
 		want string
 	}{
-		{name: "load report", msg: loadMsg, want: "otlp.load.r1.c1  load.report.v1  qps=1234.5 cap=2500 util=49% queue=6 lat=4.86ms err=0.05% cpu=41% mem=200MiB healthy top=checkout:480"},
+		{name: "load report", msg: loadMsg, want: "otlp.load.r1.c1  load.report.v1  qps=1235 cap=2500 util=49% queue=6 lat=4.9ms err=0.05% cpu=41% mem=200MiB healthy top=checkout:480"},
 		{name: "generic JSON without headers", msg: plain, want: `otlp.events.config.changed  -  key=global version=4 by="alice smith" changed=[sampling_rate,degradation] config={1 fields}`},
 		{name: "load report on the wrong subject", msg: badLoad, want: `INVALID invalid load report`},
 		{name: "not JSON", msg: &nats.Msg{Subject: "x", Data: []byte("hello")}, want: `x  -  (5 bytes, not JSON) "hello"`},
