@@ -16,6 +16,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
+	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
 
@@ -27,6 +28,7 @@ type devOptions struct {
 	services string
 	config   configsvc.Config
 	topology topologysvc.Config
+	sampler  samplersvc.Config
 	natsLog  bool
 	simulate bool
 }
@@ -42,6 +44,7 @@ type devService struct {
 var devServices = []devService{
 	{name: "config", module: func(o *devOptions) fx.Option { return configsvc.Module(o.config) }},
 	{name: "topology", module: func(o *devOptions) fx.Option { return topologysvc.Module(o.topology) }},
+	{name: "sampler", module: func(o *devOptions) fx.Option { return samplersvc.Module(o.sampler) }},
 }
 
 func devServiceNames() []string { return names(devServices) }
@@ -67,7 +70,8 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s := platform.DefaultSettings("dev")
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
-	o := &devOptions{config: configsvc.DefaultConfig(), topology: topologysvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
+	o.sampler.Addr = "127.0.0.1:5778"
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
@@ -78,6 +82,8 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
 	o.topology.Bind(k)
+	k.Duration(&o.sampler.Interval, "sampling-interval", "SAMPLING_INTERVAL", o.sampler.Interval, "how often the sampler leader computes a decision (at least 1s)")
+	k.String(&o.sampler.Addr, "sampling-addr", "SAMPLING_ADDR", o.sampler.Addr, "listen address of the Jaeger remote-sampling API (GET /sampling?service=NAME)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,7 +94,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	if err := errors.Join(o.config.Validate(), o.topology.Validate(), s.Validate()); err != nil {
+	if err := errors.Join(o.config.Validate(), o.topology.Validate(), o.sampler.Validate(), s.Validate()); err != nil {
 		return usageError("%v", err)
 	}
 

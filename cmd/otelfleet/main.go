@@ -14,6 +14,7 @@ var commands = []command{
 	{name: "dev", summary: "run embedded NATS and every service in one process (the main job)", run: runDev},
 	{name: "config", summary: "get, set, validate, roll back the global and regional config", run: runConfig},
 	{name: "topology", summary: "the live fleet topology, and the best collector to send to", run: runTopology},
+	{name: "sampling", summary: "the sampling decision in force, and how a service's rate was derived", run: runSampling},
 	{name: "registry", summary: "list registered collectors and services", run: runRegistry},
 	{name: "agent", summary: "register one collector and heart-beat until stopped", run: runAgent},
 	{name: "elect", summary: "campaign for a leadership role and print every change (resigns on SIGTERM)", run: runElect},

@@ -57,7 +57,8 @@ func cpuSeconds(pid int) (float64, bool) {
 // one core (GOMAXPROCS=1) and loads it over loopback HTTP/1.1 keep-alive connections
 // from this process. It reports requests per second, requests per second of the
 // server's CPU time (requests per core, whether or not the client saturates it), and
-// the p50 and p99 latency seen by the client.
+// the p50 and p99 latency seen by the client, with 1 and 16 concurrent clients per
+// GOMAXPROCS of the client.
 func BenchmarkSamplingHTTPLoopback(b *testing.B) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), benchServerEnv+"=1", "GOMAXPROCS=1")
@@ -73,6 +74,12 @@ func BenchmarkSamplingHTTPLoopback(b *testing.B) {
 		b.Fatal(err)
 	}
 	url := "http://" + strings.TrimSpace(addr) + "/sampling?service=service-"
+	for _, conc := range []int{1, 16} {
+		b.Run(fmt.Sprintf("clients=%d", conc), func(b *testing.B) { loadLoopback(b, cmd.Process.Pid, url, conc) })
+	}
+}
+
+func loadLoopback(b *testing.B, pid int, url string, parallelism int) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
@@ -80,8 +87,8 @@ func BenchmarkSamplingHTTPLoopback(b *testing.B) {
 		mu   sync.Mutex
 		lats []time.Duration
 	)
-	cpu0, _ := cpuSeconds(cmd.Process.Pid)
-	b.SetParallelism(16)
+	cpu0, _ := cpuSeconds(pid)
+	b.SetParallelism(parallelism)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
@@ -111,7 +118,7 @@ func BenchmarkSamplingHTTPLoopback(b *testing.B) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	cpu1, ok := cpuSeconds(cmd.Process.Pid)
+	cpu1, ok := cpuSeconds(pid)
 	slices.Sort(lats)
 	if len(lats) == 0 {
 		return

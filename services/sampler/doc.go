@@ -41,7 +41,8 @@
 //     fleet-wide factor so that the kept spans/s meet target_qps (or the cost budget if
 //     lower), each clamped to [min_rate, max_rate] and never below a per-service floor
 //     of Config.ServiceFloorQPS kept spans/s; high-priority services keep their rule's
-//     rate and count against the target;
+//     rate and count against the target, and an explicit rule's rate is never exceeded
+//     (adaptive lowers "debug at 0.01" under load but never raises it);
 //  3. cost_based caps the total at budget_per_hour / cost_per_span / 3600 kept spans/s,
 //     scaling non-high-priority rates first;
 //  4. degradation overrides: while the fleet's utilisation (Σ qps / Σ capacity of live

@@ -22,10 +22,13 @@
 //     least service_floor_qps spans/s (like Jaeger's lower bound of traces per second),
 //     so a small service is never starved by a big one. High-priority services (rule
 //     priority "high") and explicit zero rates are not scaled: they keep their rule's
-//     rate and count against the target. With m shared, relative priorities survive:
-//     a low rule at a tenth of the normal rate stays a tenth until a clamp binds. The
-//     source design's clamp(target/observed, min, max) is the special case of one
-//     class of services and no floor.
+//     rate and count against the target. A service matched by an explicit rule is never
+//     raised above that rule's rate ("debug at 0.01" stays at most 0.01 when traffic is
+//     low) but is lowered with everyone else under load, so with m shared, relative
+//     priorities survive. The default class (catch-all rule, fixed or sampling_rate)
+//     ranges over the whole [min_rate, max_rate]. The source design's
+//     clamp(target/observed, min, max) is the special case of one class of services and
+//     no floor.
 //  3. cost_based (budget_per_hour, cost_per_span) caps the total: the budget allows
 //     B = budget_per_hour / cost_per_span / 3600 kept spans per second. When the
 //     predicted kept spans exceed B, the rates of non-high-priority services are

@@ -134,10 +134,17 @@ func (pl *plan) floorRate(q float64) float64 {
 	return min(1, pl.floor/q)
 }
 
-// adaptiveBounds returns the clamp of an adaptively scaled rate.
-func (pl *plan) adaptiveBounds(q float64) (lo, hi float64) {
+// adaptiveBounds returns the clamp of an adaptively scaled rate of class c: [min_rate,
+// max_rate], raised to the floor of a service with q spans/s; for a service matched by
+// an explicit priority rule, the rule's rate is also an upper bound (adaptive may lower
+// "debug at 0.01" under load, never raise it).
+func (pl *plan) adaptiveBounds(c class, q float64) (lo, hi float64) {
 	lo = max(*pl.adaptive.MinRate, pl.floorRate(q))
 	hi = max(*pl.adaptive.MaxRate, lo)
+	if c.explicit {
+		hi = min(hi, c.base)
+		lo = min(lo, hi)
+	}
 	return lo, hi
 }
 
@@ -184,20 +191,18 @@ func (pl *plan) rate(c class, q float64, sc scales, why *[]string) float64 {
 				say("adaptive: not applied to a zero rate")
 			}
 		default:
-			lo, hi := pl.adaptiveBounds(q)
+			lo, hi := pl.adaptiveBounds(c, q)
 			scaled := r * sc.adaptive
 			r = clamp(scaled, lo, hi)
-			switch {
-			case r > scaled && pl.floorRate(q) > *pl.adaptive.MinRate:
-				if explain {
+			if explain {
+				switch {
+				case r < scaled && c.explicit && r == c.base:
+					say("adaptive: %s × %.4g = %s, capped at the rule's rate %s (adaptive never raises an explicit rule)", fmtRate(c.base), sc.adaptive, fmtRate(scaled), fmtRate(r))
+				case r > scaled && pl.floorRate(q) > *pl.adaptive.MinRate:
 					say("adaptive: %s × %.4g = %s, raised to %s to keep the floor of %g spans/s", fmtRate(c.base), sc.adaptive, fmtRate(scaled), fmtRate(r), pl.floor)
-				}
-			case r != scaled:
-				if explain {
+				case r != scaled:
 					say("adaptive: %s × %.4g = %s, clamped to [%s, %s] → %s", fmtRate(c.base), sc.adaptive, fmtRate(scaled), fmtRate(lo), fmtRate(hi), fmtRate(r))
-				}
-			default:
-				if explain {
+				default:
 					say("adaptive: %s × %.4g → %s (fleet kept spans steered to the target)", fmtRate(c.base), sc.adaptive, fmtRate(r))
 				}
 			}
@@ -360,7 +365,7 @@ func (pl *plan) solveAdaptive(svc []seen, other, target float64) float64 {
 		if !c.scalable() {
 			return
 		}
-		lo, hi := pl.adaptiveBounds(q)
+		lo, hi := pl.adaptiveBounds(c, q)
 		mMin = min(mMin, lo/c.base)
 		mMax = max(mMax, hi/c.base)
 	}
@@ -385,7 +390,7 @@ func (pl *plan) solveAdaptive(svc []seen, other, target float64) float64 {
 			fixed += c.base * weight
 			return
 		}
-		lo, hi := pl.adaptiveBounds(q)
+		lo, hi := pl.adaptiveBounds(c, q)
 		terms = append(terms, term{c.base, lo, hi, weight})
 	}
 	add(pl.def, -1, other)

@@ -127,6 +127,21 @@ func TestCompute(t *testing.T) {
 			strategy: "priority_based+adaptive",
 		},
 		{
+			name: "adaptive raises the default class to max_rate but never an explicit rule",
+			p:    params(0.1, adaptive(0.01, 0.5, 100_000), exampleRules()),
+			in:   Inputs{Services: map[string]float64{"payment": 10, "cart": 1000, "debug": 1000}},
+			want: map[string]float64{"payment": 1, "cart": 0.5, "debug": 0.01, "test": 0.01, "unseen": 0.5},
+		},
+		{
+			name: "adaptive lowers an explicit rule under load, down to min_rate",
+			p: params(0.1, adaptive(0.001, 0.5, 1_000), fleetconfig.Strategy{Type: fleetconfig.StrategyPriorityBased, Rules: []fleetconfig.PriorityRule{
+				{Priority: "low", Rate: 0.05, Services: []string{"batch-*"}}, {Priority: "normal", Rate: 0.1},
+			}}),
+			// 0.1·m·90000 + 0.05·m·20000 = 1000 → m = 0.1.
+			in:   Inputs{Services: map[string]float64{"cart": 90_000, "batch-x": 20_000}},
+			want: map[string]float64{"cart": 0.01, "batch-x": 0.005},
+		},
+		{
 			name: "adaptive floor keeps a small service from starving",
 			p:    events.SamplingParams{SamplingRate: 0.1, ServiceFloorQPS: 1, Strategies: []fleetconfig.Strategy{adaptive(0.0001, 0.5, 1_000)}},
 			in:   Inputs{Services: map[string]float64{"big": 1_000_000, "tiny": 2}},
