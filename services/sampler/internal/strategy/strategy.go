@@ -483,18 +483,19 @@ func (pl *plan) solveCost(svc []seen, other float64, sc scales, budget float64) 
 // Explanation is how one service's rate was derived.
 type Explanation struct {
 	// Service is the service explained.
-	Service string
+	Service string `json:"service"`
 	// Seen is true when the service has its own entry (traffic seen).
-	Seen bool
+	Seen bool `json:"seen"`
 	// QPS is the smoothed fleet-wide spans/s used (0 when not seen).
-	QPS float64
+	QPS float64 `json:"qps"`
 	// Priority is the priority of the rule that applies ("" when none).
-	Priority string
+	Priority string `json:"priority,omitempty"`
 	// Steps are the derivation, one line per step.
-	Steps []string
+	Steps []string `json:"steps"`
 	// Rate is the recomputed rate; Stored is the rate the decision holds. They differ
 	// only if the decision was written by a build with different math.
-	Rate, Stored float64
+	Rate   float64 `json:"rate"`
+	Stored float64 `json:"stored_rate"`
 }
 
 // Explain recomputes how d's rate for service was derived, from the parameters and
