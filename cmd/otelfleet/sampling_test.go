@@ -45,7 +45,7 @@ func storedDecision() *events.Decision {
 		Regions: map[string]float64{"eu-west-1": 0.5},
 		Inputs:  events.DecisionInputs{Collectors: 3, FleetQPS: 901_000, Capacity: 1e6, Utilization: 0.901, KeptQPS: 10_000, TargetQPS: 100_000, AdaptiveScale: 0.5},
 		Params: events.SamplingParams{SamplingRate: 0.1, ServiceFloorQPS: 1,
-			Strategies: fleetconfig.Defaults().Global.SamplingStrategies,
+			Strategies:  fleetconfig.Defaults().Global.SamplingStrategies,
 			Degradation: fleetconfig.Degradation{Enabled: true, Threshold: 0.8, TargetRate: 0.01, RecoveryThreshold: 0.6, KeepHighPriority: true}},
 	}
 }
