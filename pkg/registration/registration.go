@@ -333,6 +333,7 @@ func (c *Client) loop(ctx context.Context, registered bool) {
 		case <-timer.C:
 		}
 		interval := c.currentInterval()
+		started := time.Now()
 		if err := c.beat(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -347,7 +348,8 @@ func (c *Client) loop(ctx context.Context, registered bool) {
 			continue
 		}
 		b.Reset()
-		timer.Reset(c.currentInterval())
+		// Fixed rate: a slow write does not push the next heartbeat further out.
+		timer.Reset(max(c.currentInterval()-time.Since(started), 0))
 	}
 }
 
