@@ -1,0 +1,51 @@
+package samplersvc
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
+)
+
+// BenchmarkDecision10kServices measures one leader interval for a fleet of 10,000
+// services reported by 100 collectors (each lists 1,000 of them, 10 collectors per
+// service): sum the live reports, smooth, compute the example config's rates (adaptive,
+// priority rules, cost cap, degradation), encode the KV value, and install it for
+// serving (precomputed Jaeger responses). bytes/decision is the stored value's size.
+func BenchmarkDecision10kServices(b *testing.B) {
+	const services, collectors = 10_000, 100
+	loads := NewLoads(time.Hour)
+	now := time.Now()
+	for c := range collectors {
+		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
+		for i := range 1000 {
+			s := (c*1000 + i) % services
+			q := 1e5 / float64(s+1) / 10
+			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%05d", s), SpansPerSec: q})
+			r.QPS += q
+		}
+		loads.Add(r, now)
+	}
+	g := fleetconfig.Defaults().Global
+	g.SamplingStrategies = append(g.SamplingStrategies, fleetconfig.Strategy{Type: fleetconfig.StrategyCostBased, BudgetPerHour: new(1e6), CostPerSpan: new(1e-3)})
+	p := events.SamplingParams{SamplingRate: g.SamplingRate, Strategies: g.SamplingStrategies, Degradation: g.Degradation}
+	eng := strategy.NewEngine(strategy.DefaultTuning())
+	api := NewAPI(nil)
+	var size int
+	b.ReportAllocs()
+	for b.Loop() {
+		obs := loads.Observe(now)
+		d, _ := eng.Step(p, obs, now)
+		d.V, d.Version, d.Leader, d.Token = events.DecisionVersion, 1, "bench", 1
+		data, err := fit(&d, events.MaxPayloadBytes)
+		if err != nil || len(d.Services) != services {
+			b.Fatal(err, len(d.Services))
+		}
+		size = len(data)
+		api.Install(&d)
+	}
+	b.ReportMetric(float64(size), "bytes/decision")
+}
