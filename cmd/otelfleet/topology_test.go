@@ -27,6 +27,7 @@ func topologyServer(t *testing.T, n int) *natstest.Server {
 	}
 	cfg := topologysvc.DefaultConfig()
 	cfg.RefreshInterval = 20 * time.Millisecond
+	cfg.StaleAfter = time.Hour // every collector reports once here; a slow machine must not see them go stale
 	svc, err := topologysvc.New(cfg, topologysvc.Deps{NC: nc, JS: js, Instance: "cli-test"})
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ func TestModule(t *testing.T) {
 	s.LeaseTTL = 2 * time.Second
 	cfg := topologysvc.DefaultConfig()
 	cfg.Interval, cfg.RefreshInterval = 200*time.Millisecond, 50*time.Millisecond
+	cfg.StaleAfter = time.Minute
 
 	var (
 		admin *platform.Admin

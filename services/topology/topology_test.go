@@ -64,7 +64,7 @@ func fastConfig() Config {
 	c := DefaultConfig()
 	c.Interval = 200 * time.Millisecond
 	c.RefreshInterval = 100 * time.Millisecond
-	c.StaleAfter = 3 * time.Second
+	c.StaleAfter = 30 * time.Second // tests publish each report once; a slow machine must not see them go stale
 	c.UnregisteredGrace = 2 * time.Second
 	return c
 }
