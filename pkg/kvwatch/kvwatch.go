@@ -59,7 +59,7 @@ func watchOnce(ctx context.Context, kv jetstream.KeyValue, key string, fn func(j
 	if err != nil {
 		return err
 	}
-	defer func() { _ = w.Stop() }()
+	defer stop(w)
 	for {
 		select {
 		case <-ctx.Done():
@@ -71,6 +71,24 @@ func watchOnce(ctx context.Context, kv jetstream.KeyValue, key string, fn func(j
 				return errors.New("KV watch channel closed")
 			}
 			fn(e)
+		}
+	}
+}
+
+// stop unsubscribes w and drains its channel until nats.go closes it, so a delivery
+// blocked on a full channel can finish and nothing is left running.
+func stop(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	timeout := time.NewTimer(2 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		case <-timeout.C:
+			return
 		}
 	}
 }
