@@ -69,6 +69,17 @@ func (l *Loads) Observe(now time.Time) strategy.Observation {
 	return obs
 }
 
+// Prune forgets the reports older than the TTL at now.
+func (l *Loads) Prune(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, s := range l.last {
+		if now.Sub(s.seen) > l.ttl {
+			delete(l.last, id)
+		}
+	}
+}
+
 // Len returns the number of collectors held (live or not yet forgotten).
 func (l *Loads) Len() int {
 	l.mu.Lock()

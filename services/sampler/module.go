@@ -83,6 +83,7 @@ func Provide(p Params) (Result, error) {
 				cancel()
 				return fmt.Errorf("sampler: listen on %s (set --sampling-addr or SAMPLING_ADDR): %w", p.Config.Addr, err)
 			}
+			svc.setHTTPAddr(ln.Addr())
 			log.Info("Jaeger remote-sampling API listening", "addr", ln.Addr().String())
 			wg.Add(2)
 			go func() {

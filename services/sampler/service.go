@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type Service struct {
 	kick chan struct{} // a config change: decide now
 
 	mu      sync.Mutex
+	addr    net.Addr // the Jaeger API's listen address, once listening
 	store   *Store
 	stored  bool // a stored decision is installed (not the provisional one)
 	started bool
@@ -128,6 +130,20 @@ func New(cfg Config, d Deps) (*Service, error) {
 // API returns the Jaeger remote-sampling HTTP handler of this replica.
 func (s *Service) API() *API { return s.api }
 
+// HTTPAddr returns the address the Jaeger API listens on, once the module started it;
+// nil otherwise.
+func (s *Service) HTTPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+func (s *Service) setHTTPAddr(a net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addr = a
+}
+
 // Loads returns the table of collectors' latest load reports.
 func (s *Service) Loads() *Loads { return s.loads }
 
@@ -146,10 +162,24 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.started = true
 	s.store = NewStore(b.Sampling)
 	s.maxBytes = min(int(s.d.NC.MaxPayload())-4096, events.MaxPayloadBytes)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.consumeLoads()
+	}()
+	go func() {
+		defer s.wg.Done()
+		// Followers never sum the reports; forget dead collectors all the same.
+		t := time.NewTicker(s.cfg.ReportTTL)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				s.loads.Prune(s.now())
+			}
+		}
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -418,6 +418,12 @@ func TestLeaderDecides(t *testing.T) {
 	log.check(t)
 }
 
+func microRequest(nc *nats.Conn, out *events.Decision) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return microapi.Request(ctx, nc, events.Default.Endpoint(events.ServiceSampler, "decision"), nil, out)
+}
+
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
