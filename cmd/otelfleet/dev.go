@@ -14,8 +14,10 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
+	registrysvc "github.com/otelfleet/otelfleet/services/registry"
 	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
@@ -27,6 +29,7 @@ type devOptions struct {
 	natsPort int
 	services string
 	config   configsvc.Config
+	registry registrysvc.Config
 	topology topologysvc.Config
 	sampler  samplersvc.Config
 	natsLog  bool
@@ -43,6 +46,7 @@ type devService struct {
 // devServices lists the services in start order.
 var devServices = []devService{
 	{name: "config", module: func(o *devOptions) fx.Option { return configsvc.Module(o.config) }},
+	{name: "registry", module: func(o *devOptions) fx.Option { return registrysvc.Module(o.registry) }},
 	{name: "topology", module: func(o *devOptions) fx.Option { return topologysvc.Module(o.topology) }},
 	{name: "sampler", module: func(o *devOptions) fx.Option { return samplersvc.Module(o.sampler) }},
 }
@@ -70,7 +74,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s := platform.DefaultSettings("dev")
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
-	o := &devOptions{config: configsvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
@@ -81,6 +85,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
+	o.registry.Bind(k)
 	o.topology.Bind(k)
 	k.Duration(&o.sampler.Interval, "sampling-interval", "SAMPLING_INTERVAL", o.sampler.Interval, "how often the sampler leader computes a decision (at least 1s)")
 	k.String(&o.sampler.Addr, "sampling-addr", "SAMPLING_ADDR", o.sampler.Addr, "listen address of the Jaeger remote-sampling API (GET /sampling?service=NAME)")
@@ -107,7 +112,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 
 	opts := []fx.Option{platform.Options(s), platform.Module(s), configwatch.Module}
 	for _, svc := range selected {
-		opts = append(opts, svc.module(o))
+		opts = append(opts, svc.module(o), registration.SelfModule(svc.name))
 	}
 	if o.simulate {
 		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))

@@ -11,6 +11,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
 )
 
@@ -30,6 +31,7 @@ func main() {
 		platform.Module(s),
 		configwatch.Module,
 		configsvc.Module(cfg),
+		registration.SelfModule("config"),
 	).Run()
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
@@ -29,6 +30,7 @@ func main() {
 	fx.New(
 		platform.Options(s),
 		platform.Module(s),
+		configwatch.Module,
 		registrysvc.Module(cfg),
 		registration.SelfModule("registry"),
 	).Run()
