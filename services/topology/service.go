@@ -60,6 +60,10 @@ type Service struct {
 	view    atomic.Pointer[view]
 	leading atomic.Bool
 	ready   chan struct{}
+	// caughtUp is closed once the first load consumer has delivered the last report of
+	// every collector (or found none), so the first view does not show everyone stale.
+	caughtUp     chan struct{}
+	caughtUpOnce sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -94,12 +98,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{cfg: cfg, d: d, log: d.Log, m: m, state: NewState(cfg), now: d.Now,
-		ready: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
+		ready: make(chan struct{}), caughtUp: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
 }
 
 // Start begins ingesting from the registry bucket b.Registry, the sampling bucket
 // b.Sampling and the load stream, and rebuilding the view. It returns at once; Ready is
-// closed once the registry's current content is loaded and the first view is built.
+// closed once the registry's current content is loaded, the last load report of every
+// collector has been read (or StartupLoadWait has passed), and the first view is built.
 // Calling it again does nothing.
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
@@ -294,7 +299,7 @@ func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, 
 	if err != nil {
 		return nil, err
 	}
-	return cons.Consume(s.ingestLoad, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	cc, err := cons.Consume(s.ingestLoad, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrServerShutdown) {
 			select {
 			case failed <- err:
@@ -302,11 +307,27 @@ func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, 
 			}
 		}
 	}))
+	if err == nil {
+		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+			s.markCaughtUp() // nothing to replay
+		}
+	}
+	return cc, err
 }
+
+func (s *Service) markCaughtUp() { s.caughtUpOnce.Do(func() { close(s.caughtUp) }) }
+
+// StartupLoadWait bounds how long a starting replica waits for the last load report of
+// every collector before it reports ready anyway.
+const StartupLoadWait = 5 * time.Second
 
 // ingestLoad decodes one load report message and records it; a malformed one is counted
 // and dropped.
 func (s *Service) ingestLoad(msg jetstream.Msg) {
+	md, mdErr := msg.Metadata()
+	if mdErr == nil && md.NumPending == 0 {
+		defer s.markCaughtUp()
+	}
 	r, reason, err := DecodeLoad(s.d.NS, msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		s.m.rejected.WithLabelValues(reason).Inc()
@@ -315,7 +336,7 @@ func (s *Service) ingestLoad(msg jetstream.Msg) {
 	}
 	now := s.now()
 	at := now
-	if md, err := msg.Metadata(); err == nil && !md.Timestamp.IsZero() {
+	if mdErr == nil && !md.Timestamp.IsZero() {
 		at = md.Timestamp
 	}
 	switch s.state.PutLoad(&r, at, now) {
@@ -334,6 +355,13 @@ func (s *Service) ingestLoad(msg jetstream.Msg) {
 func (s *Service) buildLoop(registryLoaded <-chan struct{}) {
 	select {
 	case <-registryLoaded:
+	case <-s.ctx.Done():
+		return
+	}
+	select {
+	case <-s.caughtUp:
+	case <-time.After(StartupLoadWait):
+		s.log.Warn("the last load reports were not all read in time; starting with what has arrived", "waited", StartupLoadWait)
 	case <-s.ctx.Done():
 		return
 	}

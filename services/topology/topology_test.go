@@ -547,3 +547,31 @@ func TestSurvivesServerRestart(t *testing.T) {
 	}, "new load and registrations after the restart")
 	t.Logf("new load after %v", time.Since(restarted))
 }
+
+// TestLateReplicaStartsWarm starts a replica after the fleet has reported: its first view
+// already holds every collector's last load (no "stale" window after start).
+func TestLateReplicaStartsWarm(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	const n = 50
+	for i := range n {
+		id := fmt.Sprintf("c%02d", i)
+		putRegistration(t, f.b.Registry, reg("eu", id, 1000, events.HealthHealthy))
+		publishLoad(t, f.nc, report("eu", id, float64(i+1)))
+	}
+	stream, err := f.js.Stream(t.Context(), events.Default.LoadStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		info, err := stream.Info(t.Context())
+		return err == nil && info.State.Msgs == n
+	}, "reports stored")
+	r := f.start(t, fastConfig(), "late") // returns once Ready
+	v, err := r.svc.current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.global.Collectors != n || v.global.Healthy != n || v.global.SpansPerSec != n*(n+1)/2 {
+		t.Fatalf("first view: %d collectors, %d healthy, %v spans/s", v.global.Collectors, v.global.Healthy, v.global.SpansPerSec)
+	}
+}
