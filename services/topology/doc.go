@@ -22,6 +22,23 @@
 // events.TopologySnapshot (region and global statistics) on
 // otlp.events.topology.snapshot every Config.Interval.
 //
+// A collector's health is the worse of its registration's status and its last report's
+// own verdict (healthy=false makes it unhealthy); its capacity is the registered
+// capacity_qps, or the report's capacity when the registration gives none. It is stale
+// when its last report is older than Config.StaleAfter (or three of its own report
+// intervals, if longer) or when it never reported: stale collectors are shown and
+// counted, but carry no traffic in the statistics and are never chosen.
+//
+// A replica reports ready (readiness check "topology") once the registry is loaded and
+// the consumer has delivered the last report of every collector, so a new replica never
+// starts with everyone stale. After a reconnect the consumer and the registry watch are
+// re-created; registrations that vanished meanwhile are reconciled against the bucket.
+//
+// Best-collector candidates are healthy, fresh collectors with a known capacity and
+// utilisation below 1. A collector registered without an address (a simulated one) can
+// be chosen; the reply then carries an empty address, and a caller that must connect
+// should skip it.
+//
 // The aggregation (Aggregate, Utilization, WeightedMean) and the best-collector scoring
 // (Best, Score) are pure functions over values, tested by tables.
 package topologysvc
