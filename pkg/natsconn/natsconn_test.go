@@ -1,0 +1,92 @@
+package natsconn_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestProvisionIsIdempotentAndAppliesTTLs(t *testing.T) {
+	srv := natstest.Run(t)
+	_, js := srv.JetStream(t)
+	ctx := context.Background()
+	l := natsconn.DefaultLayout()
+	if _, err := natsconn.Provision(ctx, js, l); err != nil {
+		t.Fatal(err)
+	}
+	l.RegistryTTL = 3 * time.Second
+	b, err := natsconn.Provision(ctx, js, l)
+	if err != nil {
+		t.Fatalf("second provision: %v", err)
+	}
+	st, err := b.Registry.Status(ctx)
+	if err != nil || st.TTL() != 3*time.Second || st.LimitMarkerTTL() != 3*time.Second {
+		t.Errorf("registry bucket after update: ttl %v marker %v err %v", st.TTL(), st.LimitMarkerTTL(), err)
+	}
+	cfg, _ := b.Config.Status(ctx)
+	if cfg.History() != natsconn.ConfigHistory {
+		t.Errorf("config history = %d", cfg.History())
+	}
+	for _, name := range []string{"OTLP_LOAD", "OTLP_EVENTS"} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+}
+
+func TestLayoutValidate(t *testing.T) {
+	l := natsconn.DefaultLayout()
+	l.LeaseTTL = 100 * time.Millisecond
+	l.Replicas = 0
+	err := l.Validate()
+	if err == nil || !strings.Contains(err.Error(), "lease TTL") || !strings.Contains(err.Error(), "replicas") {
+		t.Errorf("Validate = %v", err)
+	}
+}
+
+func TestDialUnreachableNamesURL(t *testing.T) {
+	_, err := natsconn.Dial(natsconn.Options{URL: "nats://127.0.0.1:1"}, 200*time.Millisecond)
+	if !errors.Is(err, natsconn.ErrUnreachable) || !strings.Contains(err.Error(), "nats://127.0.0.1:1") {
+		t.Errorf("Dial = %v", err)
+	}
+}
+
+func TestConnectStartsWithServerDownAndReconnects(t *testing.T) {
+	srv := natstest.Run(t)
+	url := srv.URL()
+	srv.Stop()
+	states := make(chan nats.Status, 16)
+	nc, err := natsconn.Connect(natsconn.Options{URL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)), func(s nats.Status) { states <- s })
+	if err != nil {
+		t.Fatalf("Connect with the server down: %v", err)
+	}
+	defer nc.Close()
+	if nc.IsConnected() {
+		t.Fatal("connected to a stopped server")
+	}
+	srv.Restart(t)
+	natstest.Eventually(t, 15*time.Second, nc.IsConnected, "connection comes up once the server does")
+	srv.Restart(t)
+	natstest.Eventually(t, 15*time.Second, func() bool { return nc.IsConnected() && nc.Stats().Reconnects >= 1 }, "reconnects after a restart")
+}
+
+func TestOptionsValidate(t *testing.T) {
+	if err := (natsconn.Options{URL: "nats://x", Token: "t", CredsFile: "c"}).Validate(); err == nil {
+		t.Error("two auth methods accepted")
+	}
+	if err := (natsconn.Options{URL: "nats://x", Password: "p"}).Validate(); err == nil || !strings.Contains(err.Error(), "NATS_USER") {
+		t.Errorf("password without user: %v", err)
+	}
+}
