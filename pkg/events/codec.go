@@ -1,12 +1,12 @@
 package events
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,26 +107,72 @@ func Decode(data []byte, p Payload) error {
 	if len(data) > MaxPayloadBytes {
 		return fmt.Errorf("%w: %s: payload of %d bytes exceeds %d", ErrMalformed, p.Kind(), len(data), MaxPayloadBytes)
 	}
-	var head struct {
-		V *int `json:"v"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
+	resetSchemaField(p)
+	if err := json.Unmarshal(data, p); err != nil {
+		// A newer writer may have changed field types: say so rather than naming a field.
+		if v, ok := headVersion(data); ok && v > p.SchemaVersion() {
+			return fmt.Errorf("%w: %w: %s: v=%d, this build reads 1..%d", ErrMalformed, ErrUnsupportedVersion, p.Kind(), v, p.SchemaVersion())
+		}
 		return fmt.Errorf("%w: %s: %s", ErrMalformed, p.Kind(), describeJSONError(data, err))
 	}
-	switch {
-	case head.V == nil:
+	switch v := schemaField(p); {
+	case v == 0:
+		if _, present := headVersion(data); present {
+			return fmt.Errorf("%w: %w: %s: v=0, this build reads 1..%d", ErrMalformed, ErrUnsupportedVersion, p.Kind(), p.SchemaVersion())
+		}
 		return fmt.Errorf("%w: %w: %s: field \"v\" is missing", ErrMalformed, ErrUnsupportedVersion, p.Kind())
-	case *head.V < 1 || *head.V > p.SchemaVersion():
-		return fmt.Errorf("%w: %w: %s: v=%d, this build reads 1..%d", ErrMalformed, ErrUnsupportedVersion, p.Kind(), *head.V, p.SchemaVersion())
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(p); err != nil {
-		return fmt.Errorf("%w: %s: %s", ErrMalformed, p.Kind(), describeJSONError(data, err))
+	case v < 0 || v > p.SchemaVersion():
+		return fmt.Errorf("%w: %w: %s: v=%d, this build reads 1..%d", ErrMalformed, ErrUnsupportedVersion, p.Kind(), v, p.SchemaVersion())
 	}
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrMalformed, p.Kind(), err)
 	}
 	return nil
+}
+
+// headVersion reads only the "v" field of data.
+func headVersion(data []byte) (int, bool) {
+	var head struct {
+		V *int `json:"v"`
+	}
+	if json.Unmarshal(data, &head) != nil || head.V == nil {
+		return 0, false
+	}
+	return *head.V, true
+}
+
+// resetSchemaField zeroes the V field, so a value reused for decoding cannot carry an
+// old version into a payload that has none.
+func resetSchemaField(p Payload) {
+	if f := schemaValue(p); f.IsValid() && f.CanSet() {
+		f.SetInt(0)
+	}
+}
+
+// schemaField returns the int field V of the struct p points to (every payload type has
+// one), without a second parse of the payload.
+func schemaField(p Payload) int {
+	if f := schemaValue(p); f.IsValid() {
+		return int(f.Int())
+	}
+	return 0
+}
+
+func schemaValue(p Payload) reflect.Value {
+	v := reflect.ValueOf(p)
+	for v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface {
+		if v.IsNil() {
+			return reflect.Value{}
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return reflect.Value{}
+	}
+	if f := v.FieldByName("V"); f.IsValid() && f.CanInt() {
+		return f
+	}
+	return reflect.Value{}
 }
 
 // describeJSONError turns encoding/json errors into messages that say where.
