@@ -3,6 +3,7 @@ package events_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/tracesample"
 )
 
 func sampleDecision() events.Decision {
@@ -163,4 +165,23 @@ func FuzzDecodeDecision(f *testing.F) {
 		}
 		_ = d.RateFor("some-service")
 	})
+}
+
+// ExampleDecision_RateFor applies a sampling decision to one span the way a router
+// does: the service's rate times its region's multiplier, decided consistently on the
+// trace id with pkg/tracesample, so every router reaches the same verdict.
+func ExampleDecision_RateFor() {
+	d := sampleDecision()
+	traceID := [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	for _, c := range []struct{ service, region string }{
+		{"checkout", "us-east-1"}, {"search", "eu-west-1"}, {"cart", "eu-west-1"},
+	} {
+		rate := d.RateFor(c.service) * d.RegionRate(c.region)
+		s := tracesample.NewSampler(rate)
+		fmt.Printf("%s in %s: rate %g, kept %v, tracestate ot=th:%s\n", c.service, c.region, rate, s.Keep(traceID), s.TValue())
+	}
+	// Output:
+	// checkout in us-east-1: rate 1, kept true, tracestate ot=th:0
+	// search in eu-west-1: rate 0.025, kept false, tracestate ot=th:f9999999999999
+	// cart in eu-west-1: rate 0.05, kept false, tracestate ot=th:f3333333333333
 }

@@ -229,7 +229,7 @@ func (pl *plan) rate(c class, q float64, sc scales, why *[]string) float64 {
 			before := r
 			r *= sc.costAll
 			if explain {
-				say("cost_based: high-priority traffic alone exceeds the budget, every rate × %.4g: %s → %s", sc.costAll, fmtRate(before), fmtRate(r))
+				say("cost_based: high-priority traffic and per-service floors alone exceed the budget, every rate × %.4g: %s → %s", sc.costAll, fmtRate(before), fmtRate(r))
 			}
 		}
 	}
@@ -267,12 +267,17 @@ func Compute(p events.SamplingParams, in Inputs) events.Decision {
 		}
 	}
 	sort.Strings(names) // deterministic sums
+	// Work on the traffic as stored in the decision (rounded), so that Explain, which
+	// only has the stored values, reproduces every rate exactly.
 	svc := make([]seen, len(names))
 	for i, name := range names {
-		svc[i] = seen{name: name, q: in.Services[name], c: pl.classify(name)}
+		svc[i] = seen{name: name, q: roundQPS(in.Services[name]), c: pl.classify(name)}
 	}
+	// Degradation applies only while enabled (the engine's state machine also leaves
+	// the degraded state when it is disabled).
+	in.Degraded = in.Degraded && p.Degradation.Enabled
 	sc := scales{adaptive: 1, degraded: in.Degraded}
-	other := max(in.OtherQPS, 0)
+	other := roundQPS(max(in.OtherQPS, 0))
 	kept := func(sc scales) float64 {
 		k := pl.rate(pl.def, -1, sc, nil) * other
 		for _, s := range svc {
@@ -307,7 +312,7 @@ func Compute(p events.SamplingParams, in Inputs) events.Decision {
 	var k, q float64
 	for _, s := range svc {
 		r := pl.rate(s.c, s.q, sc, nil)
-		d.Services[s.name] = events.ServiceDecision{Rate: r, QPS: roundQPS(s.q), Priority: s.c.priority}
+		d.Services[s.name] = events.ServiceDecision{Rate: r, QPS: s.q, Priority: s.c.priority}
 		k += r * s.q
 		q += s.q
 	}
@@ -322,7 +327,7 @@ func Compute(p events.SamplingParams, in Inputs) events.Decision {
 		d.GlobalRate = roundRate(clamp(k/q, 0, 1))
 	}
 	d.Inputs = events.DecisionInputs{
-		Collectors: in.Collectors, FleetQPS: roundQPS(in.FleetQPS), OtherQPS: roundQPS(other),
+		Collectors: in.Collectors, FleetQPS: roundQPS(in.FleetQPS), OtherQPS: other,
 		Capacity: roundQPS(in.Capacity), Utilization: roundRatio(in.Utilization), KeptQPS: roundQPS(k),
 		TargetQPS: roundQPS(target), CostScale: sc.cost, CostScaleAll: sc.costAll,
 	}
@@ -458,14 +463,14 @@ func (pl *plan) solveCost(svc []seen, other float64, sc scales, budget float64) 
 		return sum
 	}
 	const minCost = 1e-9
-	if k0 := k(0); k0 >= budget {
+	if k0 := k(minCost); k0 >= budget {
 		// Even with every scalable rate at its floor the budget is exceeded: cap all.
 		if k0 <= 0 {
 			return minCost, 0
 		}
-		return minCost, roundScale(budget / k0)
+		return minCost, roundScaleDown(budget / k0)
 	}
-	lo, hi := 0.0, 1.0 // k(lo) < budget < k(hi)
+	lo, hi := minCost, 1.0 // k(lo) < budget < k(hi)
 	for range 200 {
 		mid := (lo + hi) / 2
 		if k(mid) <= budget {
