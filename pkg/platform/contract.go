@@ -104,7 +104,7 @@ func (c *Contract) run() {
 	if err := backoff.Retry(op, backoff.WithContext(b, ctx)); err != nil {
 		return
 	}
-	c.log.Info("streams and buckets ready", "registry_ttl", c.layout.RegistryTTL, "lease_ttl", c.layout.LeaseTTL)
+	c.log.Info("streams and buckets ready", "registry_ttl", c.layout.RegistryTTL.String(), "lease_ttl", c.layout.LeaseTTL.String())
 	close(c.ready)
 }
 

@@ -2,6 +2,8 @@ package platform
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -22,7 +24,7 @@ type Endpoint struct {
 func AddMicro(nc *nats.Conn, ns events.Namespace, s Settings, service, description string, eps ...Endpoint) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ns.MicroName(service),
-		Version:     microVersion(),
+		Version:     MicroVersion(Version),
 		Description: description,
 		Metadata:    map[string]string{"instance": s.Instance, "region": s.Region},
 		QueueGroup:  "q",
@@ -40,13 +42,27 @@ func AddMicro(nc *nats.Conn, ns events.Namespace, s Settings, service, descripti
 	return svc, nil
 }
 
-// microVersion maps Version to the semver micro requires.
-func microVersion() string {
-	if Version == "" || Version == "dev" {
+// semver matches the versions NATS micro accepts.
+var semver = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+
+// MicroVersion maps the build Version to the semantic version micro requires: "v1.2.3"
+// becomes "1.2.3", and anything that is not semver (a commit hash from git describe,
+// "dev") becomes a pre-release of 0.0.0, e.g. "0.0.0-fd6b4bf-dirty".
+func MicroVersion(version string) string {
+	v := strings.TrimPrefix(version, "v")
+	if semver.MatchString(v) {
+		return v
+	}
+	var sb strings.Builder
+	for _, r := range version {
+		if r < 128 && (r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('-')
+		}
+	}
+	if sb.Len() == 0 {
 		return "0.0.0-dev"
 	}
-	if Version[0] == 'v' {
-		return Version[1:]
-	}
-	return Version
+	return "0.0.0-" + sb.String()
 }

@@ -61,7 +61,13 @@ func NewLoggerTo(w io.Writer, s Settings) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	ho := &slog.HandlerOptions{Level: level}
+	ho := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		// Durations read "5s", not nanoseconds, in JSON too.
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
 	var h slog.Handler
 	if s.LogFormat == "text" {
 		h = slog.NewTextHandler(w, ho)

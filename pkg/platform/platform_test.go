@@ -156,3 +156,32 @@ func TestSettingsValidateNamesEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+func TestMicroVersionIsAlwaysSemver(t *testing.T) {
+	for in, want := range map[string]string{
+		"v1.2.3":         "1.2.3",
+		"1.2.3-rc.1":     "1.2.3-rc.1",
+		"dev":            "0.0.0-dev",
+		"":               "0.0.0-dev",
+		"fd6b4bf-dirty":  "0.0.0-fd6b4bf-dirty",
+		"v0.1.0-3-gabc":  "0.1.0-3-gabc",
+		"weird/ver sion": "0.0.0-weird-ver-sion",
+	} {
+		if got := platform.MicroVersion(in); got != want {
+			t.Errorf("MicroVersion(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestJSONLogsRenderDurationsReadably(t *testing.T) {
+	var buf strings.Builder
+	s := platform.DefaultSettings("x")
+	log, err := platform.NewLoggerTo(&buf, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("hello", "ttl", 5*time.Second)
+	if !strings.Contains(buf.String(), `"ttl":"5s"`) || !strings.Contains(buf.String(), `"process":"x"`) {
+		t.Errorf("log line = %s", buf.String())
+	}
+}
