@@ -84,7 +84,6 @@ type Service struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
-	maxBytes    int
 	provisional *events.Decision
 }
 
@@ -161,7 +160,6 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	}
 	s.started = true
 	s.store = NewStore(b.Sampling)
-	s.maxBytes = min(int(s.d.NC.MaxPayload())-4096, events.MaxPayloadBytes)
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -398,7 +396,12 @@ func (s *Service) decide(t election.Term, eng *strategy.Engine, pending []*strat
 	if _, ok := p.Strategy(fleetconfig.StrategyAdaptive); ok {
 		d.LowerBoundTPS = s.cfg.LowerBoundTPS
 	}
-	data, err := fit(&d, s.maxBytes)
+	// Leave room for headers under the server's max payload (1 MB by default).
+	maxBytes := events.MaxPayloadBytes
+	if mp := int(s.d.NC.MaxPayload()); mp > 0 {
+		maxBytes = min(maxBytes, mp-4096)
+	}
+	data, err := fit(&d, maxBytes)
 	if err != nil {
 		s.m.decisions.WithLabelValues("failed").Inc()
 		log.Error("sampling decision cannot be encoded", "err", err)
