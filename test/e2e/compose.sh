@@ -46,7 +46,7 @@ has_services() {
 }
 wait_for 60 "every service lists itself in the registry" has_services
 
-twelve_collectors() { [ "$(of topology -o json | grep -c '"address"')" -ge 12 ]; }
+twelve_collectors() { [ "$(of topology -o json | grep -c '"id": "sim-')" -ge 12 ]; }
 wait_for 60 "topology shows the simulated fleet (3 regions x 4 collectors)" twelve_collectors
 
 sampling_port=${OTELFLEET_SAMPLING_PORTS%%-*}
