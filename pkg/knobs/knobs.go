@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,11 +32,21 @@ func (s *Set) FlagSet() *flag.FlagSet { return s.fs }
 // the variable, the value and the expected form.
 func (s *Set) Err() error { return errors.Join(s.errs...) }
 
+// usage names the env var; the flag package itself appends "(default X)" for non-zero
+// defaults, so only a zero default is spelled out here.
 func usage(text, env string, def any) string {
-	if env == "" {
-		return fmt.Sprintf("%s (default %v)", text, def)
+	var extra []string
+	if env != "" {
+		extra = append(extra, "env "+env)
 	}
-	return fmt.Sprintf("%s (env %s, default %v)", text, env, def)
+	switch def {
+	case `""`, 0, 0.0, false, time.Duration(0):
+		extra = append(extra, fmt.Sprintf("default %v", def))
+	}
+	if len(extra) == 0 {
+		return text
+	}
+	return text + " (" + strings.Join(extra, ", ") + ")"
 }
 
 func (s *Set) env(env string) (string, bool) {

@@ -57,8 +57,13 @@ func TestUsageNamesFlagEnvAndDefault(t *testing.T) {
 	s.Int(&n, "n", "TEST_N", 3, "count")
 	s.Float(&f, "f", "TEST_F", 0.5, "fraction")
 	s.Bool(&b, "b", "TEST_B", true, "switch")
-	if u := fs.Lookup("admin-addr").Usage; u != `admin HTTP address (env ADMIN_ADDR, default ":8080")` {
+	if u := fs.Lookup("admin-addr").Usage; u != `admin HTTP address (env ADMIN_ADDR)` {
 		t.Errorf("usage = %q", u)
+	}
+	var empty string
+	s.String(&empty, "creds", "TEST_CREDS", "", "credentials")
+	if u := fs.Lookup("creds").Usage; u != `credentials (env TEST_CREDS, default "")` {
+		t.Errorf("usage of a zero default = %q", u)
 	}
 	if n != 3 || f != 0.5 || !b || fs.Lookup("n").DefValue != "3" || fs.Lookup("f").DefValue != "0.5" || fs.Lookup("b").DefValue != "true" {
 		t.Errorf("defaults not registered: %v %v %v", fs.Lookup("n").DefValue, fs.Lookup("f").DefValue, fs.Lookup("b").DefValue)

@@ -2,19 +2,15 @@ package configsvc
 
 import (
 	"context"
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/microapi"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
@@ -27,15 +23,8 @@ func (c *Config) Bind(k *knobs.Set) {
 // Params are the module's dependencies, all provided by platform.Module.
 type Params struct {
 	fx.In
-	LC        fx.Lifecycle
-	Config    Config
-	Settings  platform.Settings
-	NC        *nats.Conn
-	NS        events.Namespace
-	Contract  *platform.Contract
-	Readiness *platform.Readiness
-	Log       *slog.Logger
-	Reg       prometheus.Registerer
+	platform.ServiceParams
+	Config Config
 }
 
 // Module runs the config service: once the buckets exist it stores the initial config
@@ -54,58 +43,42 @@ func Start(p Params) error {
 		return err
 	}
 	log := p.Log.With("service", events.ServiceConfig)
-	gate := p.Readiness.Gate("config-service")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var svcMicro micro.Service
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return
+	var svc *Service
+	initialized := make(chan struct{})
+	platform.RunService(p.ServiceParams, platform.ServiceSpec{
+		Name:        events.ServiceConfig,
+		Description: "otelfleet global and regional configuration",
+		Gate:        "config-service",
+		Ready:       initialized,
+		Run: func(ctx context.Context, b *natsconn.Buckets) error {
+			var err error
+			svc, err = New(p.Config, NewStore(b.Config), p.NC, p.NS, p.Settings.Instance, log, p.Reg)
+			if err != nil {
+				return err
+			}
+			bo := backoff.NewExponentialBackOff()
+			bo.MaxInterval, bo.MaxElapsedTime = 5*time.Second, 0
+			if err := backoff.Retry(func() error {
+				ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
+				defer icancel()
+				err := svc.Init(ictx)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("storing the initial config failed, retrying", "err", err)
 				}
-				svc, err := New(p.Config, NewStore(b.Config), p.NC, p.NS, p.Settings.Instance, log, p.Reg)
-				if err != nil {
-					log.Error("config service cannot start", "err", err)
-					return
-				}
-				bo := backoff.NewExponentialBackOff()
-				bo.MaxInterval, bo.MaxElapsedTime = 5*time.Second, 0
-				if err := backoff.Retry(func() error {
-					ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
-					defer icancel()
-					err := svc.Init(ictx)
-					if err != nil && ctx.Err() == nil {
-						log.Warn("storing the initial config failed, retrying", "err", err)
-					}
-					return err
-				}, backoff.WithContext(bo, ctx)); err != nil {
-					return
-				}
-				eps := make([]platform.Endpoint, 0, 6)
-				for _, e := range svc.Endpoints() {
-					eps = append(eps, platform.Endpoint{Op: e.op, Description: e.description, Handler: microapi.Handler(e.handler)})
-				}
-				if svcMicro, err = platform.AddMicro(p.NC, p.NS, p.Settings, events.ServiceConfig,
-					"otelfleet global and regional configuration", eps...); err != nil {
-					log.Error("config micro service failed to start", "err", err)
-					return
-				}
-				gate.Open()
-				log.Info("config service ready")
-			}()
+				return err
+			}, backoff.WithContext(bo, ctx)); err != nil {
+				return err
+			}
+			close(initialized)
+			<-ctx.Done()
 			return nil
 		},
-		OnStop: func(context.Context) error {
-			cancel()
-			wg.Wait()
-			if svcMicro != nil {
-				return svcMicro.Stop()
+		Endpoints: func() []platform.Endpoint {
+			eps := make([]platform.Endpoint, 0, 6)
+			for _, e := range svc.Endpoints() {
+				eps = append(eps, platform.Endpoint{Op: e.op, Description: e.description, Handler: microapi.Handler(e.handler)})
 			}
-			return nil
+			return eps
 		},
 	})
 	return nil

@@ -2,32 +2,21 @@ package registrysvc
 
 import (
 	"context"
-	"log/slog"
-	"sync"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
 // Params are the module's dependencies, all provided by platform.Module.
 type Params struct {
 	fx.In
-	LC        fx.Lifecycle
-	Config    Config
-	Settings  platform.Settings
-	NC        *nats.Conn
-	JS        jetstream.JetStream
-	NS        events.Namespace
-	Contract  *platform.Contract
-	Readiness *platform.Readiness
-	Log       *slog.Logger
-	Reg       prometheus.Registerer
+	platform.ServiceParams
+	Config Config
+	JS     jetstream.JetStream
 }
 
 // Result is what the module provides.
@@ -36,9 +25,9 @@ type Result struct {
 	Service *Service
 }
 
-// Module runs the registry service: once the contract's buckets exist it starts the
-// otlp-registry micro service and watches the registry bucket; readiness check
-// "registry" passes after the first full load. It runs the same standalone
+// Module runs the registry service: once the contract's buckets exist it watches the
+// registry bucket; after the first full load it serves the otlp-registry micro service
+// and readiness check "registry" passes. It runs the same standalone
 // (otelfleet-registry) and inside `otelfleet dev`.
 func Module(cfg Config) fx.Option {
 	return fx.Module(events.ServiceRegistry,
@@ -50,57 +39,16 @@ func Module(cfg Config) fx.Option {
 
 // Provide builds the service and ties it to the app's lifecycle.
 func Provide(p Params) (Result, error) {
-	log := p.Log.With("service", events.ServiceRegistry)
-	svc, err := New(p.Config, p.NC, p.JS, p.NS, p.Settings.Instance, log, p.Reg)
+	svc, err := New(p.Config, p.NC, p.JS, p.NS, p.Settings.Instance, p.Log.With("service", events.ServiceRegistry), p.Reg)
 	if err != nil {
 		return Result{}, err
 	}
-	gate := p.Readiness.Gate("registry")
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		running micro.Service
-	)
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return
-				}
-				ms, err := platform.AddMicro(p.NC, p.NS, p.Settings, events.ServiceRegistry, "otelfleet registrations: list and get", svc.Endpoints()...)
-				if err != nil {
-					log.Error("registry micro service failed to start", "err", err)
-				} else {
-					mu.Lock()
-					running = ms
-					mu.Unlock()
-				}
-				_ = svc.Run(ctx, b.Registry)
-			}()
-			go func() {
-				defer wg.Done()
-				select {
-				case <-svc.Loaded():
-					gate.Open()
-				case <-ctx.Done():
-				}
-			}()
-			return nil
-		},
-		OnStop: func(context.Context) error {
-			cancel()
-			wg.Wait()
-			mu.Lock()
-			defer mu.Unlock()
-			if running != nil {
-				return running.Stop()
-			}
-			return nil
-		},
+	platform.RunService(p.ServiceParams, platform.ServiceSpec{
+		Name:        events.ServiceRegistry,
+		Description: "otelfleet registrations: list and get",
+		Ready:       svc.Loaded(),
+		Run:         func(ctx context.Context, b *natsconn.Buckets) error { return svc.Run(ctx, b.Registry) },
+		Endpoints:   svc.Endpoints,
 	})
 	return Result{Service: svc}, nil
 }

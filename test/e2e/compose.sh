@@ -49,8 +49,11 @@ wait_for 60 "every service lists itself in the registry" has_services
 twelve_collectors() { [ "$(of topology -o json | grep -c '"id": "sim-')" -ge 12 ]; }
 wait_for 60 "topology shows the simulated fleet (3 regions x 4 collectors)" twelve_collectors
 
-sampling_port=${OTELFLEET_SAMPLING_PORTS%%-*}
-sampling_json() { curl -fsS "http://127.0.0.1:$sampling_port/sampling?service=payment" | grep -q '"samplingRate"'; }
+# Docker picks the host port from the published range: ask it which.
+sampling_json() {
+  local port; port=$(dc port --index=1 sampler 5778 | sed 's/.*://')
+  curl -fsS "http://127.0.0.1:$port/sampling?service=payment" | grep -q '"samplingRate"'
+}
 wait_for 60 "the Jaeger remote-sampling API answers" sampling_json
 
 token() { of sampling -o json | sed -n 's/.*"token": \([0-9]*\).*/\1/p' | head -n1; }
