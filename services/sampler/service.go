@@ -248,70 +248,18 @@ func (s *Service) installProvisionalLocked() {
 	s.install(&d)
 }
 
-// consumeLoads reads the load stream with an ephemeral ordered consumer that starts at
-// the last report of every collector, then delivers new ones. It re-creates the consumer
-// after a reconnect or a consumer error.
+// consumeLoads follows the load stream (see loadreport.Follower.Follow).
 func (s *Service) consumeLoads() {
-	reconnected := s.d.NC.StatusChanged(nats.CONNECTED)
-	defer s.d.NC.RemoveStatusListener(reconnected)
-	for s.ctx.Err() == nil {
-		failed := make(chan error, 1)
-		cc, err := s.startConsumer(failed)
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.log.Warn("load stream consumer could not start, retrying", "stream", s.d.NS.LoadStream(), "err", err)
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		select {
-		case <-s.ctx.Done():
-		case <-reconnected:
-		case err := <-failed:
-			s.log.Warn("load stream consumer failed, restarting", "err", err)
-		}
-		cc.Stop()
-	}
-}
-
-func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	cons, err := s.d.JS.OrderedConsumer(ctx, s.d.NS.LoadStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.d.NS.LoadSubjects()},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+	loadreport.Follower{NC: s.d.NC, JS: s.d.JS, NS: s.d.NS, Log: s.log}.Follow(s.ctx, s.ingest, func() {
 		s.syncedOnce.Do(func() { close(s.synced) })
-	}
-	return cons.Consume(s.ingest, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrServerShutdown) {
-			select {
-			case failed <- err:
-			default:
-			}
-		}
-	}))
+	})
 }
 
 // ingest records one load report; a malformed one is counted and dropped.
 func (s *Service) ingest(msg jetstream.Msg) {
 	seen := s.now()
-	if md, err := msg.Metadata(); err == nil {
-		if !md.Timestamp.IsZero() {
-			seen = md.Timestamp
-		}
-		if md.NumPending == 0 {
-			s.syncedOnce.Do(func() { close(s.synced) })
-		}
+	if md, err := msg.Metadata(); err == nil && !md.Timestamp.IsZero() {
+		seen = md.Timestamp
 	}
 	root, _, _, err := loadreport.ParseSubject(msg.Subject())
 	if err == nil && root != s.d.NS.Root() {

@@ -20,6 +20,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
+	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
@@ -239,80 +240,9 @@ func (s *Service) watchSampling(kv jetstream.KeyValue) {
 	}, func(err error) { s.log.Debug("sampling decision watch failed, retrying", "err", err) })
 }
 
-// consumeLoad reads the load stream with an ephemeral ordered consumer that starts at
-// the last report of every collector and then delivers new reports. It re-creates the
-// consumer after a reconnect (the ordered consumer is slow to notice a restarted server)
-// or a consumer error.
+// consumeLoad follows the load stream (see loadreport.Follower.Follow).
 func (s *Service) consumeLoad() {
-	reconnected := s.d.NC.StatusChanged(nats.CONNECTED)
-	defer s.d.NC.RemoveStatusListener(reconnected)
-	for s.ctx.Err() == nil {
-		// Creating a consumer while disconnected would only wait out its timeout.
-		if err := natsconn.WaitConnected(s.ctx, s.d.NC); err != nil {
-			return
-		}
-		select { // a reconnect before this consumer exists needs no restart
-		case <-reconnected:
-		default:
-		}
-		failed := make(chan error, 1)
-		cc, err := s.startConsumer(failed)
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return
-			}
-			s.log.Warn("load stream consumer could not start, retrying", "stream", s.d.NS.LoadStream(), "err", err)
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		select {
-		case <-s.ctx.Done():
-		case <-reconnected:
-		case err := <-failed:
-			s.log.Warn("load stream consumer failed, restarting", "err", err)
-			cc.Stop()
-			// The connection may not have noticed yet that the server is gone: give it
-			// a moment (or the reconnect) before creating the next consumer.
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-reconnected:
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		cc.Stop()
-	}
-}
-
-func (s *Service) startConsumer(failed chan<- error) (jetstream.ConsumeContext, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	cons, err := s.d.JS.OrderedConsumer(ctx, s.d.NS.LoadStream(), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{s.d.NS.LoadSubjects()},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	})
-	if err != nil {
-		return nil, err
-	}
-	cc, err := cons.Consume(s.ingestLoad, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrServerShutdown) {
-			select {
-			case failed <- err:
-			default:
-			}
-		}
-	}))
-	if err == nil {
-		if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-			s.markCaughtUp() // nothing to replay
-		}
-	}
-	return cc, err
+	loadreport.Follower{NC: s.d.NC, JS: s.d.JS, NS: s.d.NS, Log: s.log}.Follow(s.ctx, s.ingestLoad, s.markCaughtUp)
 }
 
 func (s *Service) markCaughtUp() { s.caughtUpOnce.Do(func() { close(s.caughtUp) }) }
@@ -325,9 +255,6 @@ const StartupLoadWait = 5 * time.Second
 // and dropped.
 func (s *Service) ingestLoad(msg jetstream.Msg) {
 	md, mdErr := msg.Metadata()
-	if mdErr == nil && md.NumPending == 0 {
-		defer s.markCaughtUp()
-	}
 	r, reason, err := DecodeLoad(s.d.NS, msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		s.m.rejected.WithLabelValues(reason).Inc()
