@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
@@ -117,13 +118,17 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if o.simulate {
 		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
 	}
-	app := fx.New(opts...)
+	var nc *nats.Conn
+	app := fx.New(append(opts, fx.Populate(&nc))...)
 	if err := app.Err(); err != nil {
 		return err
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
+		// fx rolls back the hooks that started; the connection was opened by a
+		// constructor, so close it here or it would reconnect forever.
+		nc.Close()
 		return fmt.Errorf("dev: start: %w", err)
 	}
 	fmt.Fprintf(env.stderr, "otelfleet dev: NATS %s · admin http://%s · services %s · data %s\n",
