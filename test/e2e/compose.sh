@@ -18,8 +18,9 @@ cleanup() {
   dc down -v --remove-orphans >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-fail() { failed=1; echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+fail() { failed=1; echo "FAIL: $*" >&2; echo "e2e: $passed passed, 1 failed"; exit 1; }
+passed=0
+pass() { passed=$((passed + 1)); echo "ok: $*"; }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
@@ -70,4 +71,4 @@ pass "killed the sampler leader ($holder)"
 new_token() { t=$(token); [ -n "$t" ] && [ "$t" -gt "$before" ]; }
 wait_for 30 "decisions resume under a higher fencing token" new_token
 
-echo "e2e: all checks passed"
+echo "e2e: $passed passed, 0 failed"
