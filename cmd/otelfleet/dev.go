@@ -75,6 +75,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s := platform.DefaultSettings("dev")
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
+	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
 	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
 	fs, k := env.flags("dev", "dev [flags]")

@@ -26,10 +26,22 @@ func TestProvisionIsIdempotentAndAppliesTTLs(t *testing.T) {
 	if _, err := natsconn.Provision(ctx, js, l); err != nil {
 		t.Fatal(err)
 	}
+	// Without Reconcile, an existing bucket keeps its settings and the difference is said.
 	l.RegistryTTL = 3 * time.Second
 	b, err := natsconn.Provision(ctx, js, l)
 	if err != nil {
 		t.Fatalf("second provision: %v", err)
+	}
+	if st, _ := b.Registry.Status(ctx); st.TTL() != natsconn.DefaultRegistryTTL {
+		t.Errorf("registry TTL changed to %v without Reconcile", st.TTL())
+	}
+	if len(b.Differences) != 1 || !strings.Contains(b.Differences[0], "otlp_registry: TTL 30s") {
+		t.Errorf("differences = %q", b.Differences)
+	}
+	l.Reconcile = true
+	b, err = natsconn.Provision(ctx, js, l)
+	if err != nil {
+		t.Fatalf("reconciling provision: %v", err)
 	}
 	st, err := b.Registry.Status(ctx)
 	if err != nil || st.TTL() != 3*time.Second || st.LimitMarkerTTL() != 3*time.Second {

@@ -33,6 +33,12 @@ type Layout struct {
 	LeaseTTL time.Duration
 	// Replicas is the stream replica count (1 for a single server, 3 in a cluster).
 	Replicas int
+	// Reconcile makes Provision update buckets that exist with other settings (TTLs,
+	// replicas) to this layout. Without it an existing bucket is used as it is, so one
+	// process started with other TTLs cannot flip the whole deployment's: the first
+	// creator, or whoever reconciles (`otelfleet dev`, or RECONCILE_BUCKETS=true),
+	// decides. Clients read the TTL from the bucket, never from their own settings.
+	Reconcile bool
 }
 
 // DefaultLayout is the layout of a laptop deployment.
@@ -61,6 +67,9 @@ type Buckets struct {
 	Registry jetstream.KeyValue
 	Leases   jetstream.KeyValue
 	Sampling jetstream.KeyValue
+	// Differences lists existing buckets whose settings differ from the layout and were
+	// left as they are (Layout.Reconcile off), e.g. "otlp_registry: TTL 30s (layout 3s)".
+	Differences []string
 }
 
 // Provision creates or updates the contract's streams and KV buckets. It is idempotent:
@@ -107,14 +116,44 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets,
 		{Bucket: ns.SamplingBucket(), Description: "otelfleet sampling decision", History: 10, Replicas: l.Replicas},
 	}
 	out := make([]jetstream.KeyValue, len(kvs))
+	var diffs []string
 	for i, kc := range kvs {
+		if !l.Reconcile {
+			kv, err := js.KeyValue(ctx, kc.Bucket)
+			if err == nil {
+				if d, err := differences(ctx, kv, kc); err == nil {
+					diffs = append(diffs, d...)
+				}
+				out[i] = kv
+				continue
+			}
+			if !errors.Is(err, jetstream.ErrBucketNotFound) {
+				return nil, fmt.Errorf("provision KV bucket %s: %w", kc.Bucket, err)
+			}
+		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)
 		if err != nil {
 			return nil, fmt.Errorf("provision KV bucket %s: %w", kc.Bucket, err)
 		}
 		out[i] = kv
 	}
-	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3]}, nil
+	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3], Differences: diffs}, nil
+}
+
+// differences describes how an existing bucket's settings differ from want.
+func differences(ctx context.Context, kv jetstream.KeyValue, want jetstream.KeyValueConfig) ([]string, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	if st.TTL() != want.TTL {
+		out = append(out, fmt.Sprintf("%s: TTL %v (this process was configured with %v)", want.Bucket, st.TTL(), want.TTL))
+	}
+	if st.History() != int64(max(want.History, 1)) {
+		out = append(out, fmt.Sprintf("%s: history %d (this process was configured with %d)", want.Bucket, st.History(), want.History))
+	}
+	return out, nil
 }
 
 // OpenBuckets binds to the contract's buckets without creating or changing them (for the

@@ -98,6 +98,9 @@ func (c *Contract) run() {
 			c.log.Warn("provisioning streams and buckets failed, retrying", "err", err)
 			return err
 		}
+		for _, d := range buckets.Differences {
+			c.log.Warn("using the existing bucket's settings; set RECONCILE_BUCKETS=true on one process to change them", "difference", d)
+		}
 		c.buckets = buckets
 		return nil
 	}

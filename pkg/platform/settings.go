@@ -44,6 +44,9 @@ type Settings struct {
 	LeaseTTL    time.Duration
 	// Replicas is the replica count of streams and buckets (env JS_REPLICAS).
 	Replicas int
+	// Reconcile updates existing buckets to RegistryTTL, LeaseTTL and Replicas (env
+	// RECONCILE_BUCKETS); off, existing buckets are used as they are.
+	Reconcile bool
 	// StopTimeout bounds graceful shutdown.
 	StopTimeout time.Duration
 }
@@ -108,6 +111,7 @@ func (s *Settings) Bind(k *knobs.Set) {
 	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL: an instance that stops heart-beating expires after it")
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL: failover takes about this long after a leader dies")
 	k.Int(&s.Replicas, "js-replicas", "JS_REPLICAS", s.Replicas, "replicas of streams and buckets (3 in a JetStream cluster)")
+	k.Bool(&s.Reconcile, "reconcile-buckets", "RECONCILE_BUCKETS", s.Reconcile, "update existing buckets to --registry-ttl, --lease-ttl and --js-replicas (otherwise the first creator's settings stay)")
 }
 
 // Namespace returns the names rooted at s.Root.
@@ -119,7 +123,7 @@ func (s Settings) Layout() (natsconn.Layout, error) {
 	if err != nil {
 		return natsconn.Layout{}, err
 	}
-	return natsconn.Layout{Namespace: ns, RegistryTTL: s.RegistryTTL, LeaseTTL: s.LeaseTTL, Replicas: s.Replicas}, nil
+	return natsconn.Layout{Namespace: ns, RegistryTTL: s.RegistryTTL, LeaseTTL: s.LeaseTTL, Replicas: s.Replicas, Reconcile: s.Reconcile}, nil
 }
 
 // Validate reports every invalid setting, naming the flag.
