@@ -33,7 +33,7 @@ type Global struct {
 	// Degradation lowers sampling when the fleet is overloaded.
 	Degradation Degradation `yaml:"degradation" json:"degradation"`
 
-	// RateLimiting caps the spans per second the fleet admits.
+	// RateLimiting caps the spans per second the fleet admits; an absent block means no limits.
 	RateLimiting RateLimiting `yaml:"rate_limiting,omitempty" json:"rate_limiting,omitzero"`
 
 	// RoutingRules send the traces of matching services to a region; the

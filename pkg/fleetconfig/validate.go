@@ -184,6 +184,9 @@ func (d Degradation) check(c *checker, p string) {
 }
 
 func (l RateLimiting) check(c *checker, p string) {
+	if l == (RateLimiting{}) {
+		return // absent block: no rate limits
+	}
 	c.positive(p+".max_qps", l.MaxQPS)
 	c.atLeast(p+".burst_size", l.BurstSize, 1)
 	c.nonNegative(p+".per_service_limit", l.PerServiceLimit)

@@ -66,6 +66,7 @@ func TestValidateAcceptsGoodConfigs(t *testing.T) {
 		{"degradation block absent", func(f *File) { f.Global.Degradation = Degradation{} }},
 		{"degradation disabled with valid values", func(f *File) { f.Global.Degradation.Enabled = false }},
 		{"per_service_limit zero", func(f *File) { f.Global.RateLimiting.PerServiceLimit = 0 }},
+		{"rate_limiting absent", func(f *File) { f.Global.RateLimiting = RateLimiting{} }},
 		{"routing rule without priority", func(f *File) { f.Global.RoutingRules[0].Priority = "" }},
 		{"metadata", func(f *File) { f.Global.Metadata = map[string]string{"owner": "sre", "ticket": ""} }},
 		{"stored-only fields", func(f *File) {
