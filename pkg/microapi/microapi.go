@@ -52,9 +52,15 @@ func CodeOf(err error) int {
 // keeps its code and body; any other error is a 500 with its message.
 type HandlerFunc func(ctx context.Context, req micro.Request) (any, error)
 
-// Handler adapts h to a micro.Handler, marshalling the result as JSON.
+// Handler adapts h to a micro.Handler, marshalling the result as JSON. A panic in h is
+// answered as a 500 naming the subject, and never takes the service down.
 func Handler(h HandlerFunc) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		defer func() {
+			if r := recover(); r != nil {
+				_ = req.Error(strconv.Itoa(CodeInternal), fmt.Sprintf("internal error handling %s: %v", req.Subject(), r), nil)
+			}
+		}()
 		out, err := h(context.Background(), req)
 		if err != nil {
 			var e *Error
