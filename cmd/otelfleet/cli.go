@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -220,21 +222,54 @@ func (env *cliEnv) request(ctx context.Context, nc *nats.Conn, service, op strin
 	return microapi.Request(ctx, nc, ns.Endpoint(service, op), in, out)
 }
 
-// outputFlag registers -o with the allowed formats, the first being the default.
+// outputFlag registers -o with the allowed formats, the first being the default; any
+// other value is a usage error when the flags are parsed.
 func outputFlag(fs *flag.FlagSet, formats ...string) *string {
-	p := new(string)
-	fs.StringVar(p, "o", formats[0], "output format: "+strings.Join(formats, ", "))
-	return p
+	v := &outputValue{val: formats[0], allowed: formats}
+	fs.Var(v, "o", "output format: "+strings.Join(formats, ", "))
+	return &v.val
 }
 
-// checkOutput validates an -o value.
-func checkOutput(got string, formats ...string) error {
-	for _, f := range formats {
-		if got == f {
-			return nil
+type outputValue struct {
+	val     string
+	allowed []string
+}
+
+func (o *outputValue) String() string { return o.val }
+
+func (o *outputValue) Set(s string) error {
+	if !slices.Contains(o.allowed, s) {
+		return fmt.Errorf("%q: want one of %s", s, strings.Join(o.allowed, ", "))
+	}
+	o.val = s
+	return nil
+}
+
+// subcommand is one command of a group (config get, registry ls, ...).
+type subcommand func(ctx context.Context, env *cliEnv, args []string) error
+
+// dispatch runs the subcommand args[0] of group. With def set, arguments that do not
+// name a subcommand (none, or flags first) run def, so `topology --region x` means
+// `topology get --region x`.
+func (env *cliEnv) dispatch(ctx context.Context, group, usage string, args []string, def string, subs map[string]subcommand) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintln(env.stderr, "Usage: otelfleet "+usage)
+		return nil
+	}
+	if len(args) > 0 {
+		if run, ok := subs[args[0]]; ok {
+			return run(ctx, env, args[1:])
 		}
 	}
-	return usageError("-o %q: want one of %s", got, strings.Join(formats, ", "))
+	if def != "" && (len(args) == 0 || strings.HasPrefix(args[0], "-")) {
+		return subs[def](ctx, env, args)
+	}
+	fmt.Fprintln(env.stderr, "Usage: otelfleet "+usage)
+	if len(args) == 0 {
+		return usageError("%s: missing command", group)
+	}
+	names := slices.Sorted(maps.Keys(subs))
+	return usageError("%s: unknown command %q (want %s)", group, args[0], strings.Join(names, ", "))
 }
 
 // printJSON writes v as indented JSON.

@@ -26,30 +26,14 @@ Commands:
   status [-o table|json]                      the version each instance has applied`
 
 func runConfig(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, "Usage: otelfleet "+configUsage)
-		if len(args) == 0 {
-			return usageError("config: missing command")
-		}
-		return nil
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "get":
-		return configGet(ctx, env, rest)
-	case "set":
-		return configSet(ctx, env, rest)
-	case "validate":
-		return configValidate(env, rest)
-	case "history":
-		return configHistory(ctx, env, rest)
-	case "rollback":
-		return configRollback(ctx, env, rest)
-	case "status":
-		return configStatus(ctx, env, rest)
-	default:
-		return usageError("config: unknown command %q (want get, set, validate, history, rollback or status)", sub)
-	}
+	return env.dispatch(ctx, "config", configUsage, args, "", map[string]subcommand{
+		"get":      configGet,
+		"set":      configSet,
+		"validate": func(_ context.Context, env *cliEnv, args []string) error { return configValidate(env, args) },
+		"history":  configHistory,
+		"rollback": configRollback,
+		"status":   configStatus,
+	})
 }
 
 // configStore opens the config bucket for direct reads.
@@ -75,9 +59,6 @@ func configGet(ctx context.Context, env *cliEnv, args []string) error {
 	fs, _ := env.flags("config get", "config get [-o yaml|json]")
 	out := outputFlag(fs, "yaml", "json")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "yaml", "json"); err != nil {
 		return err
 	}
 	store, done, err := env.configStore(ctx)
@@ -146,9 +127,6 @@ func configValidate(env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out, "text", "json"); err != nil {
-		return err
-	}
 	data, err := readConfigFile(*file)
 	if err != nil {
 		return err
@@ -199,9 +177,6 @@ func configSet(ctx context.Context, env *cliEnv, args []string) error {
 	ifVersion := fs.Int64("if-version", -1, "refuse unless the stored global version is this one (compare-and-set)")
 	out := outputFlag(fs, "text", "json")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "text", "json"); err != nil {
 		return err
 	}
 	data, err := readConfigFile(*file)
@@ -270,9 +245,6 @@ func configHistory(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
-		return err
-	}
 	store, done, err := env.configStore(ctx)
 	if err != nil {
 		return err
@@ -331,9 +303,6 @@ func configStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fs, _ := env.flags("config status", "config status [-o table|json]")
 	out := outputFlag(fs, "table", "json")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	nc, err := env.dial()

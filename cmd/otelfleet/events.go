@@ -38,9 +38,6 @@ func runEvents(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkOutput(*out, "text", "json"); err != nil {
-		return err
-	}
 	if len(pos) > 1 {
 		return usageError("events: at most one SUBJECT, got %d", len(pos))
 	}

@@ -21,19 +21,7 @@ Commands:
                                  since when (--locks adds the distributed locks)`
 
 func runLeader(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, "Usage: otelfleet "+leaderUsage)
-		if len(args) == 0 {
-			return usageError("leader: missing command")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "ls", "list":
-		return leaderLs(ctx, env, args[1:])
-	default:
-		return usageError("leader: unknown command %q (want ls)", args[0])
-	}
+	return env.dispatch(ctx, "leader", leaderUsage, args, "", map[string]subcommand{"ls": leaderLs, "list": leaderLs})
 }
 
 // leaderRow is one line of `leader ls`.
@@ -52,9 +40,6 @@ func leaderLs(ctx context.Context, env *cliEnv, args []string) error {
 	locks := fs.Bool("locks", false, "also list distributed locks (keys lock.<name>)")
 	out := outputFlag(fs, "table", "json")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	nc, js, err := env.jetStream()

@@ -25,19 +25,7 @@ Commands:
       registry service running)`
 
 func runRegistry(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, "Usage: otelfleet "+registryUsage)
-		if len(args) == 0 {
-			return usageError("registry: missing command")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "ls", "list":
-		return registryLs(ctx, env, args[1:])
-	default:
-		return usageError("registry: unknown command %q (want ls)", args[0])
-	}
+	return env.dispatch(ctx, "registry", registryUsage, args, "", map[string]subcommand{"ls": registryLs, "list": registryLs})
 }
 
 func registryLs(ctx context.Context, env *cliEnv, args []string) error {
@@ -47,9 +35,6 @@ func registryLs(ctx context.Context, env *cliEnv, args []string) error {
 	health := fs.String("health", "", "only this health: healthy, degraded or unhealthy")
 	out := outputFlag(fs, "table", "json")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	if *kind != "" && *kind != events.KindCollector && *kind != events.KindService {

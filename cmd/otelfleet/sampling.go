@@ -27,18 +27,7 @@ Commands:
                     region's regional_sampling_rate`
 
 func runSampling(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "-h", "--help", "help":
-			fmt.Fprintln(env.stderr, "Usage: otelfleet "+samplingUsage)
-			return nil
-		case "explain":
-			return samplingExplain(ctx, env, args[1:])
-		case "get":
-			args = args[1:]
-		}
-	}
-	return samplingGet(ctx, env, args)
+	return env.dispatch(ctx, "sampling", samplingUsage, args, "get", map[string]subcommand{"get": samplingGet, "explain": samplingExplain})
 }
 
 // readDecision reads the stored decision.
@@ -77,9 +66,6 @@ func samplingGet(ctx context.Context, env *cliEnv, args []string) error {
 	out := outputFlag(fs, "table", "json")
 	top := fs.Int("top", 0, "show only the N busiest services (0: all)")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	d, err := env.readDecision(ctx)
@@ -165,9 +151,6 @@ func samplingExplain(ctx context.Context, env *cliEnv, args []string) error {
 	region := fs.String("region", "", "apply this region's regional_sampling_rate")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "text", "json"); err != nil {
 		return err
 	}
 	if len(pos) != 1 || pos[0] == "" {

@@ -23,18 +23,7 @@ Commands:
                   --region and falling back to other regions (said so: fallback true + reason)`
 
 func runTopology(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "-h", "--help", "help":
-			fmt.Fprintln(env.stderr, "Usage: otelfleet "+topologyUsage)
-			return nil
-		case "best":
-			return topologyBest(ctx, env, args[1:])
-		case "get":
-			args = args[1:]
-		}
-	}
-	return topologyGet(ctx, env, args)
+	return env.dispatch(ctx, "topology", topologyUsage, args, "get", map[string]subcommand{"get": topologyGet, "best": topologyBest})
 }
 
 func topologyGet(ctx context.Context, env *cliEnv, args []string) error {
@@ -42,9 +31,6 @@ func topologyGet(ctx context.Context, env *cliEnv, args []string) error {
 	out := outputFlag(fs, "table", "json")
 	region := fs.String("region", "", "show only this region")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	if *region != "" {
@@ -149,9 +135,6 @@ func topologyBest(ctx context.Context, env *cliEnv, args []string) error {
 	tw := fs.Float64("latency-weight", def.Latency, "weight of low latency")
 	cw := fs.Float64("capacity-weight", def.Capacity, "weight of spare capacity (absolute headroom)")
 	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOutput(*out, "table", "json"); err != nil {
 		return err
 	}
 	if *region != "" {
