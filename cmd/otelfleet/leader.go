@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/lease"
 )
 
@@ -80,49 +81,34 @@ func leaderLs(ctx context.Context, env *cliEnv, args []string) error {
 func (env *cliEnv) readLeases(ctx context.Context, kv jetstream.KeyValue, withLocks bool) ([]leaderRow, error) {
 	ctx, cancel := context.WithTimeout(ctx, env.timeout)
 	defer cancel()
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := kvwatch.Current(ctx, kv)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+		return nil, err
 	}
-	defer func() {
-		_ = w.Stop()
-		for range w.Updates() {
-		}
-	}()
 	rows := []leaderRow{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read %s: %w", kv.Bucket(), ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read %s: watch closed", kv.Bucket())
-			}
-			if e == nil {
-				slices.SortFunc(rows, func(a, b leaderRow) int {
-					if a.Lock != b.Lock {
-						if a.Lock {
-							return 1
-						}
-						return -1
-					}
-					return strings.Compare(a.Role, b.Role)
-				})
-				return rows, nil
-			}
-			ld, ok := election.LeaderFromEntry(lease.Entry{Op: lease.OpPut, Revision: e.Revision(), Value: e.Value()})
-			if !ok {
-				fmt.Fprintf(env.stderr, "warning: %s: not a lease value\n", e.Key())
+	for _, e := range entries {
+		ld, ok := election.LeaderFromEntry(lease.Entry{Op: lease.OpPut, Revision: e.Revision(), Value: e.Value()})
+		if !ok {
+			fmt.Fprintf(env.stderr, "warning: %s: not a lease value\n", e.Key())
+			continue
+		}
+		row := leaderRow{Role: e.Key(), Holder: ld.Holder, Token: ld.Token, Since: ld.Since, RenewedAt: ld.RenewedAt}
+		if name, isLock := events.LockFromKey(e.Key()); isLock {
+			if !withLocks {
 				continue
 			}
-			row := leaderRow{Role: e.Key(), Holder: ld.Holder, Token: ld.Token, Since: ld.Since, RenewedAt: ld.RenewedAt}
-			if name, isLock := events.LockFromKey(e.Key()); isLock {
-				if !withLocks {
-					continue
-				}
-				row.Role, row.Lock = name, true
-			}
-			rows = append(rows, row)
+			row.Role, row.Lock = name, true
 		}
+		rows = append(rows, row)
 	}
+	slices.SortFunc(rows, func(a, b leaderRow) int {
+		if a.Lock != b.Lock {
+			if a.Lock {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.Role, b.Role)
+	})
+	return rows, nil
 }

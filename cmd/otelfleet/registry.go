@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
@@ -91,35 +92,20 @@ func registryLs(ctx context.Context, env *cliEnv, args []string) error {
 func (env *cliEnv) readRegistry(ctx context.Context, kv jetstream.KeyValue) ([]events.Registration, error) {
 	ctx, cancel := context.WithTimeout(ctx, env.timeout)
 	defer cancel()
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	entries, err := kvwatch.Current(ctx, kv)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+		return nil, err
 	}
-	defer func() {
-		_ = w.Stop()
-		for range w.Updates() {
+	out := []events.Registration{}
+	for _, e := range entries {
+		r, err := events.DecodeRegistration(e.Value())
+		if err != nil {
+			fmt.Fprintf(env.stderr, "warning: %s: %v\n", e.Key(), err)
+			continue
 		}
-	}()
-	var out []events.Registration
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read %s: %w", kv.Bucket(), ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read %s: watch closed", kv.Bucket())
-			}
-			if e == nil {
-				return out, nil
-			}
-			r, err := events.DecodeRegistration(e.Value())
-			if err != nil {
-				fmt.Fprintf(env.stderr, "warning: %s: %v\n", e.Key(), err)
-				continue
-			}
-			out = append(out, r)
-		}
+		out = append(out, r)
 	}
+	return out, nil
 }
 
 // bucket opens one of the contract's KV buckets without creating it.

@@ -14,6 +14,7 @@ package kvwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -89,6 +90,32 @@ func stop(w jetstream.KeyWatcher) {
 			}
 		case <-timeout.C:
 			return
+		}
+	}
+}
+
+// Current returns the current value of every key in kv (deleted and expired keys left
+// out) with one watch instead of a round trip per key, in the order the server sends
+// them. It fails when ctx ends before the server has sent them all.
+func Current(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", kv.Bucket(), err)
+	}
+	defer stop(w)
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", kv.Bucket(), ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read %s: watch closed", kv.Bucket())
+			}
+			if e == nil {
+				return out, nil
+			}
+			out = append(out, e)
 		}
 	}
 }
