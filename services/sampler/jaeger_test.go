@@ -14,7 +14,7 @@ import (
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
-// testDecision is a decision for the source design's priority rules with fixed 0.2 as
+// testDecision is a decision for the example config's priority rules with fixed 0.2 as
 // the base, traffic from checkout, cart and search, and one regional multiplier.
 func testDecision(lowerBound float64) *events.Decision {
 	p := events.SamplingParams{SamplingRate: 0.1, Strategies: []fleetconfig.Strategy{

@@ -45,7 +45,8 @@ func ineligible(c *Collector) string {
 func spare(c *Collector) float64 { return math.Max(0, c.CapacityQPS-c.QPS) }
 
 // Score rates collector c in [0, 1], higher is better, as the weighted mean of three
-// terms (the source design's SelectionCriteria.score, normalised by the weights' sum):
+// terms (a weighted score of load, latency and spare capacity, normalised by the weights'
+// sum):
 //
 //	load     = 1 - utilisation (clamped to [0, 1])
 //	latency  = 1 / (1 + avg latency in ms)

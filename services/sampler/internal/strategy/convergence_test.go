@@ -121,7 +121,7 @@ func TestConvergenceStep(t *testing.T) {
 	}{
 		{name: "10x up", from: 400_000, to: 4_000_000, minR: 0.001, maxR: 1, withinSteps: 3},
 		{name: "10x down", from: 4_000_000, to: 400_000, minR: 0.001, maxR: 1, withinSteps: 3},
-		{name: "10x up, source design's bounds", from: 200_000, to: 2_000_000, minR: 0.01, maxR: 0.5, withinSteps: 3},
+		{name: "10x up, example config's bounds", from: 200_000, to: 2_000_000, minR: 0.01, maxR: 0.5, withinSteps: 3},
 		{name: "1.9x up (EWMA, no jump)", from: 1_000_000, to: 1_900_000, minR: 0.001, maxR: 1, withinSteps: 3},
 		{name: "1.5x down (EWMA, no jump)", from: 1_500_000, to: 1_000_000, minR: 0.001, maxR: 1, withinSteps: 3},
 	}

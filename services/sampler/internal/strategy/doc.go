@@ -5,7 +5,7 @@
 //
 // # How the strategies combine
 //
-// The source design lists its strategies side by side in one YAML list; here each has
+// A config lists its strategies side by side in one YAML list; here each has
 // one job, applied in this order to every service S (fleet-wide spans/s q_S, summed over
 // live collectors and smoothed, see below):
 //
@@ -26,7 +26,7 @@
 //     raised above that rule's rate ("debug at 0.01" stays at most 0.01 when traffic is
 //     low) but is lowered with everyone else under load, so with m shared, relative
 //     priorities survive. The default class (catch-all rule, fixed or sampling_rate)
-//     ranges over the whole [min_rate, max_rate]. The source design's
+//     ranges over the whole [min_rate, max_rate]. The plain
 //     clamp(target/observed, min, max) is the special case of one class of services and
 //     no floor.
 //  3. cost_based (budget_per_hour, cost_per_span) caps the total: the budget allows
@@ -34,7 +34,7 @@
 //     predicted kept spans exceed B, the rates of non-high-priority services are
 //     multiplied by one factor below 1 (never below their floor) so that they fit; if
 //     high-priority traffic and floors alone exceed B, every rate is multiplied by B/K.
-//     For a single service class this is the source design's min(1, B/qps).
+//     For a single service class this is the plain min(1, B/qps).
 //  4. Degradation overrides: while degraded, every rate is lowered to at most
 //     target_rate, except high-priority services when keep_high_priority is set.
 //     Degradation starts when fleet utilisation (Σ qps / Σ capacity over live

@@ -23,7 +23,7 @@ func cost(budgetPerHour, perSpan float64) fleetconfig.Strategy {
 	return fleetconfig.Strategy{Type: fleetconfig.StrategyCostBased, BudgetPerHour: new(budgetPerHour), CostPerSpan: new(perSpan)}
 }
 
-// exampleRules are the priority rules of the source design's global-config.yaml.
+// exampleRules are the priority rules of examples/global-config.yaml.
 func exampleRules() fleetconfig.Strategy {
 	return fleetconfig.Strategy{Type: fleetconfig.StrategyPriorityBased, Rules: []fleetconfig.PriorityRule{
 		{Priority: "high", Rate: 1.0, Services: []string{"payment", "checkout"}},
@@ -91,7 +91,7 @@ func TestCompute(t *testing.T) {
 			strategy: "fixed+priority_based",
 		},
 		{
-			name:     "adaptive is the source design's clamp(target/qps) for one class",
+			name:     "adaptive is the plain clamp(target/qps) for one class",
 			p:        params(0.1, adaptive(0.01, 0.5, 100_000)),
 			in:       Inputs{Services: map[string]float64{"a": 250_000, "b": 150_000}},
 			want:     map[string]float64{"a": 0.25, "b": 0.25, "unseen": 0.25},
