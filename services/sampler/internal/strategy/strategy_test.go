@@ -111,7 +111,7 @@ func TestCompute(t *testing.T) {
 			want: map[string]float64{"a": 0.01, "unseen": 0.01},
 		},
 		{
-			name: "adaptive with no traffic serves max_rate (source design)",
+			name: "adaptive with no traffic serves max_rate",
 			p:    params(0.1, adaptive(0.01, 0.5, 100_000)),
 			in:   Inputs{},
 			want: map[string]float64{"unseen": 0.5},
@@ -158,7 +158,7 @@ func TestCompute(t *testing.T) {
 			want: map[string]float64{"noise": 0, "a": 0.5},
 		},
 		{
-			name: "cost_based alone is the source design's min(1, budget/(qps·3600·cost))",
+			name: "cost_based alone is min(1, budget/(qps·3600·cost))",
 			// 36 per hour at 0.001 per span: 10 spans/s.
 			p:        params(1, cost(36, 0.001)),
 			in:       Inputs{Services: map[string]float64{"a": 600, "b": 400}},
@@ -209,7 +209,7 @@ func TestCompute(t *testing.T) {
 			want: map[string]float64{"payment": 0.05, "debug": 0.01, "checkout": 0.05},
 		},
 		{
-			name: "the source design's example config",
+			name: "the example config",
 			p: events.SamplingParams{SamplingRate: 0.1, Degradation: degradation, ServiceFloorQPS: 1,
 				Strategies: fleetconfig.Defaults().Global.SamplingStrategies},
 			in: Inputs{Services: map[string]float64{"payment": 1000, "checkout": 1000, "search": 1_000_000, "debug": 100_000}},
