@@ -112,6 +112,14 @@ func Parse(r io.Reader, format expfmt.Format) (Sample, error) {
 	if s.Found == 0 {
 		return Sample{}, ErrNoCollectorMetrics
 	}
+	for name, v := range map[string]float64{
+		"accepted spans": s.AcceptedSpans, "refused spans": s.RefusedSpans, "queue size": s.QueueSize,
+		"queue capacity": s.QueueCapacity, "cpu seconds": s.CPUSeconds, "rss bytes": s.RSSBytes,
+	} {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return Sample{}, fmt.Errorf("%w: the %s series add up to %v", ErrMalformed, name, v)
+		}
+	}
 	return s, nil
 }
 
