@@ -33,7 +33,7 @@ lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(addsuffix /...,$(MODULES))
 
-## bench: every Go benchmark once (figures in docs/PERFORMANCE.md)
+## bench: every Go benchmark (BENCHTIME=1s each; the 10k-collector and failover ones take minutes; figures and per-benchmark commands in docs/PERFORMANCE.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(addsuffix /...,$(MODULES))
 
