@@ -423,7 +423,9 @@ func (h *Held) run(sent, deadline time.Time, watch <-chan Entry, wcancel context
 				if watch == nil {
 					wctx, c := context.WithCancel(context.WithoutCancel(h.ctx))
 					if w, err := h.l.Watch(wctx); err == nil {
-						wcancel()
+						if wcancel != nil { // nil when the first watch could not be opened
+							wcancel()
+						}
 						watch, wcancel = w, c
 					} else {
 						c()
