@@ -7,12 +7,14 @@ import (
 )
 
 // Utilization returns qps / capacity, or 0 when the capacity is unknown (<= 0) or
-// either value is not a finite number. It is not clamped: above 1 means overloaded.
+// either value is not a finite number. It is not clamped: above 1 means overloaded. A
+// quotient too large for a float64 (a subnormal capacity) is math.MaxFloat64, never +Inf,
+// which JSON cannot carry.
 func Utilization(qps, capacity float64) float64 {
 	if !(capacity > 0) || !finite(qps) || !finite(capacity) || qps < 0 {
 		return 0
 	}
-	return qps / capacity
+	return min(qps/capacity, math.MaxFloat64)
 }
 
 // WeightedMean returns Σ values[i]·weights[i] / Σ weights[i]. When the weights sum to 0

@@ -21,6 +21,7 @@ func TestUtilization(t *testing.T) {
 		{"NaN qps", math.NaN(), 100, 0},
 		{"infinite capacity", 10, math.Inf(1), 0},
 		{"negative qps", -5, 100, 0},
+		{"subnormal capacity overflows to the largest float, not +Inf", 1e9, 5e-324, math.MaxFloat64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

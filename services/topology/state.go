@@ -279,7 +279,9 @@ func (s *State) collector(rec *record, now time.Time, c *Collector) {
 	if !health.Valid() {
 		health = events.HealthUnhealthy
 	}
-	capacity := rec.reg.capacity
+	// A registration's capacity is only required to be finite; bound it like a load
+	// report's, so that the sums over a region cannot overflow to +Inf.
+	capacity := min(rec.reg.capacity, events.MaxReportedQPS)
 	*c = Collector{
 		ID: rec.key.id, Region: rec.key.region, Address: rec.reg.address, Name: rec.reg.name,
 		Version: rec.reg.version, RegisteredAt: rec.reg.registeredAt, ReportAgeMS: -1, Stale: true,

@@ -1,6 +1,7 @@
 package topologysvc
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"testing"
@@ -351,5 +352,40 @@ func TestStateOrderFollowsMembership(t *testing.T) {
 	v, _ = s.Build(t0)
 	if got := ids(v); len(got) != 3 || got[1] != "eu/c" || v.regions[0].Collectors[1].QPS != 1 {
 		t.Fatalf("after the waiting reporter registered = %v", got)
+	}
+}
+
+// Extreme but valid inputs (a registration claiming an enormous capacity, a load report
+// with a subnormal capacity) must not turn into infinities: json.Marshal refuses them,
+// so the page, the API and the leader's snapshots would all fail.
+func TestStateBuildStaysFinite(t *testing.T) {
+	s := NewState(testConfig())
+	s.PutRegistration(reg("eu", "huge1", math.MaxFloat64, events.HealthHealthy))
+	s.PutRegistration(reg("eu", "huge2", math.MaxFloat64, events.HealthHealthy))
+	s.PutRegistration(reg("us", "tiny", 0, events.HealthHealthy))
+	s.PutLoad(report("eu", "huge1", 10), t0, t0)
+	s.PutLoad(report("eu", "huge2", 10), t0, t0)
+	r := report("us", "tiny", 1e9)
+	r.Capacity = 5e-324 // valid: finite, >= 0, <= MaxReportedQPS
+	if err := r.Validate(); err != nil {
+		t.Fatalf("the report must be valid for this test: %v", err)
+	}
+	s.PutLoad(r, t0, t0)
+	v, _ := s.Build(t0)
+	if c := find(v, "us", "tiny"); c == nil || !(c.Utilization >= 1) || math.IsInf(c.Utilization, 0) {
+		t.Fatalf("collector with a subnormal capacity: %+v, want a finite utilisation >= 1 (full)", c)
+	}
+	for _, r := range v.regions {
+		if _, err := json.Marshal(r); err != nil {
+			t.Errorf("region %s does not encode: %v", r.Region, err)
+		}
+	}
+	snap := events.TopologySnapshot{V: events.TopologySnapshotVersion, Leader: "t", Token: 1, Seq: 1,
+		Collectors: v.global.Collectors, Global: v.global, At: t0}
+	for _, r := range v.regions {
+		snap.Regions = append(snap.Regions, r.Stats)
+	}
+	if _, err := events.Encode(snap); err != nil {
+		t.Fatalf("snapshot does not encode: %v", err)
 	}
 }
