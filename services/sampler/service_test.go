@@ -597,3 +597,24 @@ func TestFit(t *testing.T) {
 		t.Fatal("the busiest service was dropped")
 	}
 }
+
+// TestSubnormalCapacityStillDecides: a valid load report whose capacity is subnormal
+// makes load/capacity overflow; the utilisation must stay a finite number (JSON has no
+// +Inf), or the leader could not encode, and so not store, any decision while the
+// report is live.
+func TestSubnormalCapacityStillDecides(t *testing.T) {
+	f := newFixture(t)
+	log := f.watchDecisions(t)
+	f.publishLoad(t, "r1", "c1", 5e-324, map[string]float64{"cart": 1e9})
+	r := f.startReplica(t, "s1", testConfig())
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		d, ok := log.last()
+		return ok && d.Inputs.Collectors == 1
+	}, "no decision stored from the collector's report")
+	d, _ := log.last()
+	if !(d.Inputs.Utilization >= 1) || !d.Degraded {
+		t.Fatalf("utilization %v, degraded %v: want a full fleet, degraded", d.Inputs.Utilization, d.Degraded)
+	}
+	_ = r
+	log.check(t)
+}

@@ -3,6 +3,7 @@ package strategy
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -60,11 +61,13 @@ type Observation struct {
 }
 
 // Utilization returns LoadQPS/Capacity, and false when no collector reports capacity.
+// A quotient too large for a float64 (a subnormal capacity) is math.MaxFloat64: the
+// decision must stay encodable, and JSON has no +Inf.
 func (o Observation) Utilization() (float64, bool) {
 	if o.Capacity <= 0 {
 		return 0, false
 	}
-	return o.LoadQPS / o.Capacity, true
+	return min(o.LoadQPS/o.Capacity, math.MaxFloat64), true
 }
 
 // Transition is a change of degradation state.

@@ -122,7 +122,9 @@ func (pl *plan) budget() (float64, bool) {
 	if pl.cost == nil {
 		return 0, false
 	}
-	return max(*pl.cost.BudgetPerHour, 0) / *pl.cost.CostPerSpan / 3600, true
+	// Valid settings can overflow (1e308 / 1e-10): such a budget never binds, and the
+	// decision must stay encodable (JSON has no +Inf).
+	return min(max(*pl.cost.BudgetPerHour, 0) / *pl.cost.CostPerSpan / 3600, math.MaxFloat64), true
 }
 
 // floorRate is the rate that keeps ServiceFloorQPS spans/s of a service with q spans/s;
@@ -371,8 +373,9 @@ func (pl *plan) solveAdaptive(svc []seen, other, target float64) float64 {
 			return
 		}
 		lo, hi := pl.adaptiveBounds(c, q)
-		mMin = min(mMin, lo/c.base)
-		mMax = max(mMax, hi/c.base)
+		// A tiny (subnormal) base overflows hi/base: keep m finite, the decision stores it.
+		mMin = min(mMin, lo/c.base, math.MaxFloat64)
+		mMax = max(mMax, min(hi/c.base, math.MaxFloat64))
 	}
 	bound(pl.def, -1)
 	for i := range pl.rules {
@@ -417,7 +420,7 @@ func (pl *plan) solveAdaptive(svc []seen, other, target float64) float64 {
 	}
 	lo, hi := mMin, mMax // k(lo) < target < k(hi)
 	for range 200 {
-		mid := math.Sqrt(lo * hi)
+		mid := math.Sqrt(lo) * math.Sqrt(hi) // lo*hi may overflow
 		if lo == 0 {
 			mid = hi / 2
 		}

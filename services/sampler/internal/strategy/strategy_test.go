@@ -441,3 +441,44 @@ func BenchmarkCompute10kServices(b *testing.B) {
 		}
 	}
 }
+
+// TestOverflowingBudgetStaysEncodable: budget_per_hour / cost_per_span can overflow a
+// float64 for valid (positive, finite) settings; the decision must still encode (JSON
+// has no +Inf), and a budget that large never binds.
+func TestOverflowingBudgetStaysEncodable(t *testing.T) {
+	for _, c := range []struct{ budget, perSpan float64 }{{1e308, 1e-10}, {1e10, 5e-324}} {
+		d := Compute(params(0.5, cost(c.budget, c.perSpan)), Inputs{Services: map[string]float64{"a": 100}, FleetQPS: 100})
+		d.V, d.Version, d.Token, d.Leader, d.At = events.DecisionVersion, 1, 1, "l", time.Unix(1, 0)
+		if _, err := events.Encode(d); err != nil {
+			t.Fatalf("budget %v per span %v: %v", c.budget, c.perSpan, err)
+		}
+		if got := d.RateFor("a"); got != 0.5 || d.Inputs.CostScale != 0 {
+			t.Fatalf("budget %v per span %v: rate %v, cost scale %v: an unbounded budget must not cap", c.budget, c.perSpan, got, d.Inputs.CostScale)
+		}
+	}
+}
+
+// TestTinyBaseRateStaysEncodable: a valid but tiny base rate makes the adaptive factor
+// huge; it must stay finite (JSON has no +Inf) or no decision can be stored.
+func TestTinyBaseRateStaysEncodable(t *testing.T) {
+	for _, base := range []float64{5e-324, 1e-310, 1e-300, 1e-160} {
+		for _, target := range []float64{10, 1e9} {
+			d := Compute(params(base, adaptive(0.001, 1, target)), Inputs{Services: map[string]float64{"a": 100}, FleetQPS: 100})
+			d.V, d.Version, d.Token, d.Leader, d.At = events.DecisionVersion, 1, 1, "l", time.Unix(1, 0)
+			if _, err := events.Encode(d); err != nil {
+				t.Fatalf("base %v target %v: %v", base, target, err)
+			}
+			got := d.RateFor("a")
+			if !(got >= 0.001 && got <= 1) {
+				t.Fatalf("base %v target %v: rate %v outside [min_rate, max_rate]", base, target, got)
+			}
+			if base < 1e-300 {
+				continue // base·m cannot reach the target with a finite m
+			}
+			want := min(target/100, 1) // clamp(target/qps, min, max)
+			if !near(got, want, 1e-6) {
+				t.Fatalf("base %v target %v: rate %v, want %v", base, target, got, want)
+			}
+		}
+	}
+}
