@@ -318,6 +318,44 @@ func TestStoreWrite(t *testing.T) {
 	})
 }
 
+// TestStoreWriteFencesUnreadableDecisions: a stored decision this build cannot decode
+// (a newer schema version during a rolling upgrade, or one this build's validation
+// refuses) still carries its fencing token; a writer of an older term must not replace
+// it. Only a value whose token cannot be read at all is garbage to overwrite.
+func TestStoreWriteFencesUnreadableDecisions(t *testing.T) {
+	f := newFixture(t)
+	st := NewStore(f.b.Sampling)
+	ctx := context.Background()
+	for _, tt := range []struct{ name, value string }{
+		{"newer schema version", `{"v":2,"version":7,"leader":"new-build","token":100,"at":"2025-01-01T00:00:00Z","services":{"a":{"rate":{"p":0.5}}}}`},
+		{"refused by validation", `{"v":1,"version":7,"leader":"other-build","token":100,"at":"2025-01-01T00:00:00Z","global_rate":2,"default_rate":0.1}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := f.b.Sampling.Put(ctx, events.DecisionKey, []byte(tt.value)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := st.Get(ctx); !errors.Is(err, events.ErrMalformed) {
+				t.Fatalf("Get: %v, want ErrMalformed", err)
+			}
+			d := &events.Decision{V: 1, Leader: "old", Token: 5, At: time.Now(), Services: map[string]events.ServiceDecision{}}
+			if _, err := st.Write(ctx, d); !errors.Is(err, ErrStale) {
+				t.Fatalf("Write(token 5) over a stored token 100 = %v, want ErrStale", err)
+			}
+			e, err := f.b.Sampling.Get(ctx, events.DecisionKey)
+			if err != nil || string(e.Value()) != tt.value {
+				t.Fatalf("the newer term's value was replaced: %v %s", err, e.Value())
+			}
+			d = &events.Decision{V: 1, Leader: "newer", Token: 101, At: time.Now(), Services: map[string]events.ServiceDecision{}}
+			if _, err := st.Write(ctx, d); err != nil {
+				t.Fatalf("Write(token 101): %v", err)
+			}
+			if d.Version <= 7 {
+				t.Fatalf("version %d after a stored version 7", d.Version)
+			}
+		})
+	}
+}
+
 // TestStoreConcurrentTerms races writers of several terms on one key: whatever the
 // interleaving, the stored tokens never decrease.
 func TestStoreConcurrentTerms(t *testing.T) {

@@ -2,6 +2,7 @@ package samplersvc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -35,18 +36,38 @@ func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
 // none. A stored value that does not decode is returned as an error wrapping
 // events.ErrMalformed, with its revision.
 func (s *Store) Get(ctx context.Context) (events.Decision, uint64, error) {
+	d, rev, _, err := s.get(ctx)
+	return d, rev, err
+}
+
+// get is Get, also returning the stored bytes.
+func (s *Store) get(ctx context.Context) (events.Decision, uint64, []byte, error) {
 	e, err := s.kv.Get(ctx, events.DecisionKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return events.Decision{}, 0, ErrNoDecision
+		return events.Decision{}, 0, nil, ErrNoDecision
 	}
 	if err != nil {
-		return events.Decision{}, 0, fmt.Errorf("read the sampling decision: %w", err)
+		return events.Decision{}, 0, nil, fmt.Errorf("read the sampling decision: %w", err)
 	}
 	d, err := events.DecodeDecision(e.Value())
 	if err != nil {
-		return events.Decision{}, e.Revision(), fmt.Errorf("stored sampling decision at revision %d: %w", e.Revision(), err)
+		return events.Decision{}, e.Revision(), e.Value(), fmt.Errorf("stored sampling decision at revision %d: %w", e.Revision(), err)
 	}
-	return d, e.Revision(), nil
+	return d, e.Revision(), e.Value(), nil
+}
+
+// fence reads only the token and version of a stored value that does not decode as a
+// decision (a newer schema, or refused by this build's validation): such a value may
+// still be a newer term's decision. ok is false when even these are unreadable.
+func fence(data []byte) (token, version uint64, ok bool) {
+	var head struct {
+		Token   *uint64 `json:"token"`
+		Version uint64  `json:"version"`
+	}
+	if json.Unmarshal(data, &head) != nil || head.Token == nil {
+		return 0, 0, false
+	}
+	return *head.Token, head.Version, true
 }
 
 // Write stores d as the decision in force, by compare-and-set, unless a decision made
@@ -57,10 +78,10 @@ func (s *Store) Get(ctx context.Context) (events.Decision, uint64, error) {
 // non-decreasing: the check refuses to replace a newer term's decision that is already
 // stored, and the compare-and-set refuses the write when anyone wrote after the read (the
 // write is then retried from a fresh read, which sees the newer token). A stored value
-// that does not decode is replaced.
+// that does not decode is replaced, unless its token can still be read and is larger.
 func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 	for range 3 {
-		cur, rev, err := s.Get(ctx)
+		cur, rev, raw, err := s.get(ctx)
 		switch {
 		case errors.Is(err, ErrNoDecision):
 			d.Version = 1
@@ -77,9 +98,15 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 			}
 			return rev, nil
 		case errors.Is(err, events.ErrMalformed):
-			// Garbage at rev: replace it. Revisions only grow and every decision is one
-			// write, so rev+1 is above every version stored before.
-			d.Version = rev + 1
+			// A value this build cannot use. If its token is readable it still fences
+			// (a newer build's decision, say); otherwise it is garbage: replace it.
+			// Revisions only grow and every decision is one write, so rev+1 is above
+			// every version stored before (and above the value's own, when readable).
+			token, version, ok := fence(raw)
+			if ok && token > d.Token {
+				return 0, fmt.Errorf("%w: stored token %d (in a value this build cannot decode: %v) > ours %d", ErrStale, token, err, d.Token)
+			}
+			d.Version = max(rev, version) + 1
 		case err != nil:
 			return 0, err
 		case cur.Token > d.Token:
