@@ -319,18 +319,26 @@ func create(ctx context.Context, l Lease, o Options, ttl time.Duration, watch <-
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, ttl-o.Margin)
+	// The Create is not cancelled with ctx: a cancel while it is in flight (Stop during a
+	// campaign) would leave a lease in the store that nobody renews or gives back, and the
+	// next candidate would wait a whole TTL. Its outcome is awaited (bounded) instead, and
+	// a lease won after ctx ended is handed back below.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ttl-o.Margin)
 	defer cancel()
 	rev, err := l.Create(cctx, value)
 	if err != nil {
 		return nil, err
 	}
 	deadline := now.Add(ttl - o.Margin)
-	if time.Until(deadline) <= 0 {
-		// Won, but the reply came too late to use the lease safely: hand it back.
+	if late := time.Until(deadline) <= 0; late || ctx.Err() != nil {
+		// Won, but too late to use the lease safely, or nobody wants it any more: hand
+		// it back.
 		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), o.Margin)
 		defer dcancel()
 		_ = l.Delete(dctx, rev)
+		if !late {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("lease %s: create confirmed after the safety deadline", l.Key())
 	}
 	hctx, hcancel := context.WithCancelCause(context.WithoutCancel(ctx))

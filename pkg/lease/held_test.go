@@ -65,3 +65,42 @@ func TestTryAcquireSurvivesAFailedWatch(t *testing.T) {
 		}
 	})
 }
+
+// cancelDuringCreate wraps a Lease whose Create is interrupted by the caller's cancel
+// after the write left the client: the store applies it, but the caller sees only the
+// cancellation (as with jetstream's PublishMsg when ctx ends while awaiting the ack).
+type cancelDuringCreate struct {
+	lease.Lease
+	cancel context.CancelFunc
+}
+
+func (c *cancelDuringCreate) Create(ctx context.Context, value []byte) (uint64, error) {
+	c.cancel() // e.g. Stop/Resign while the campaign's Create is in flight
+	rev, err := c.Lease.Create(context.WithoutCancel(ctx), value)
+	if err == nil && ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	return rev, err
+}
+
+// A campaign cancelled while its Create is in flight must not leave a lease behind that
+// nobody renews or releases: the next candidate would wait a whole TTL.
+func TestCancelledAcquireLeavesNoLease(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st leasetest.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &cancelDuringCreate{Lease: st.Lease(t, "role"), cancel: cancel}
+		h, err := lease.Acquire(ctx, l, lease.Options{Holder: "a"})
+		if err == nil {
+			// Won just before the cancel took effect: then it is a proper hold.
+			_ = h.Release(context.Background())
+		} else if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Acquire: %v, want context.Canceled", err)
+		}
+		other := st.Lease(t, "role")
+		natstest.Eventually(t, ttl/2, func() bool {
+			_, err := other.Get(context.Background())
+			return errors.Is(err, lease.ErrVacant)
+		}, "the cancelled campaign left the lease held")
+	})
+}
