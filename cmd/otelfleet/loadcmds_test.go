@@ -96,6 +96,37 @@ func TestSimulateNeedsTheRegistryBucket(t *testing.T) {
 	}
 }
 
+// TestSimulateRefusesRegisteredIDs: a second fleet with the same ids (e.g. simulate next
+// to otelfleet dev's fleet) is refused instead of overwriting, and later deregistering,
+// the first fleet's collectors; another --id-prefix runs beside it.
+func TestSimulateRefusesRegisteredIDs(t *testing.T) {
+	srv, b := provisioned(t)
+	stopFirst := bgCLI(t, "simulate", "--nats", srv.URL(), "--regions", "1", "--collectors", "2", "--log-level", "warn")
+	ctx := context.Background()
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		_, err := b.Registry.Get(ctx, "collector.us-east-1.sim-us-east-1-2")
+		return err == nil
+	}, "first fleet not registered")
+	code, _, stderr := runCLI(t, "--nats", srv.URL(), "simulate", "--regions", "2", "--collectors", "3", "--log-level", "warn")
+	if code != exitRefused || !strings.Contains(stderr, "collector.us-east-1.sim-us-east-1-1 and 1 more are already registered") || !strings.Contains(stderr, "--id-prefix") {
+		t.Fatalf("same ids: exit %d, stderr %q; want 1 naming the key and --id-prefix", code, stderr)
+	}
+	if _, err := b.Registry.Get(ctx, "collector.us-east-1.sim-us-east-1-1"); err != nil {
+		t.Fatalf("the refused fleet touched the first fleet's registration: %v", err)
+	}
+	stopOther := bgCLI(t, "simulate", "--nats", srv.URL(), "--regions", "1", "--collectors", "1", "--id-prefix", "more", "--log-level", "warn")
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		_, err := b.Registry.Get(ctx, "collector.us-east-1.more-us-east-1-1")
+		return err == nil
+	}, "fleet with another prefix not registered")
+	if code, out := stopOther(); code != exitOK {
+		t.Fatalf("simulate --id-prefix more exited %d: %s", code, out)
+	}
+	if code, out := stopFirst(); code != exitOK {
+		t.Fatalf("first simulate exited %d: %s", code, out)
+	}
+}
+
 // TestSimulateRegistersAndDeregisters runs `otelfleet simulate`, tails its load with
 // `otelfleet events`, and stops it as Ctrl-C would.
 func TestSimulateRegistersAndDeregisters(t *testing.T) {

@@ -13,16 +13,18 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 )
 
 const simulateUsage = `simulate [--regions N] [--collectors M] [--pattern steady|diurnal|spike|step]
-                   [--services LIST] [--interval 1s] [--base-qps Q] [--seed S]
+                   [--services LIST] [--interval 1s] [--base-qps Q] [--seed S] [--id-prefix P]
 
 Runs a simulated fleet: M collectors in each of N regions, registered in the registry
-(ids sim-<region>-<n>; they show in "otelfleet registry ls") and publishing a load
+(ids <id-prefix>-<region>-<n>; they show in "otelfleet registry ls"; ids already
+registered, e.g. by otelfleet dev's own "sim" fleet, are refused) and publishing a load
 report every interval on <root>.load.<region>.<id>. The traffic is synthetic but each
 report is consistent: utilisation drives latency (queueing), queue depth (Little's
 law) and CPU; overload is refused; now and then a collector has an outage and
@@ -100,6 +102,12 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return refused(fmt.Errorf("open KV bucket %s at %s (is an otelfleet service running? try otelfleet dev): %w", ns.RegistryBucket(), env.nats.URL, err))
 	}
+	if err := simulatedIDsFree(ctx, registry, cfg, env.timeout); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	sim, err := simfleet.New(nc, ns, registry, cfg, log, nil, simfleet.WithSource("otelfleet/simulate/"+platform.DefaultInstanceID()))
 	if err != nil {
@@ -126,6 +134,43 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 		log.Debug("final flush", "err", err)
 	}
 	return nil
+}
+
+// simulatedIDsFree refuses a fleet whose collector ids are already registered. Two
+// fleets with the same ids (this one next to otelfleet dev's, both "sim-…") would
+// overwrite each other's registrations and load reports, and stopping one would
+// deregister the other's collectors.
+func simulatedIDsFree(ctx context.Context, registry jetstream.KeyValue, cfg simfleet.Config, timeout time.Duration) error {
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	lister, err := registry.ListKeysFiltered(lctx, "collector.>")
+	if err != nil {
+		return fmt.Errorf("list the registered collectors: %w", err)
+	}
+	registered := map[string]bool{}
+	for k := range lister.Keys() {
+		registered[k] = true
+	}
+	if err := lctx.Err(); err != nil {
+		return fmt.Errorf("list the registered collectors: %w", err)
+	}
+	var taken []string
+	for _, region := range simfleet.RegionNames(cfg.Regions) {
+		for n := 1; n <= cfg.Collectors; n++ {
+			key, err := events.CollectorKey(region, simfleet.CollectorID(cfg.IDPrefix, region, n))
+			if err == nil && registered[key] {
+				taken = append(taken, key)
+			}
+		}
+	}
+	if len(taken) == 0 {
+		return nil
+	}
+	what := taken[0] + " is"
+	if len(taken) > 1 {
+		what = fmt.Sprintf("%s and %d more are", taken[0], len(taken)-1)
+	}
+	return refused(fmt.Errorf("simulate: %s already registered (another simulated fleet? otelfleet dev runs one with the default prefix sim); pick other ids with --id-prefix, or wait for them to expire", what))
 }
 
 // gatedWriter serialises log writes and drops them once closed, so that a NATS callback
