@@ -17,7 +17,7 @@ import (
 // Bind registers the service's knobs.
 func (c *Config) Bind(k *knobs.Set) {
 	k.String(&c.InitialFile, "config", "CONFIG_FILE", c.InitialFile, "YAML config file stored on first start when the bucket is empty (default: built-in example values)")
-	k.Duration(&c.StatusWait, "status-wait", "CONFIG_STATUS_WAIT", c.StatusWait, "how long `config status` gathers instance reports")
+	k.Duration(&c.StatusWait, "status-wait", "CONFIG_STATUS_WAIT", c.StatusWait, "how long otelfleet config status gathers instance reports")
 }
 
 // Params are the module's dependencies, all provided by platform.Module.

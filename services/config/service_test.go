@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,6 +196,16 @@ func TestGarbageInBucketKeepsLastGoodConfigAndReadiness(t *testing.T) {
 	}
 	if rep.Changes[0].NewVersion != 2 {
 		t.Errorf("version after garbage = %d, want 2", rep.Changes[0].NewVersion)
+	}
+	// The change is reported against the version in force, not the garbage: 1 → 2,
+	// naming only the fields that differ from version 1.
+	fixed, err := fleetconfig.LoadFile([]byte(fixedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fleetconfig.Diff(fleetconfig.Defaults().Global, fixed.Global)
+	if c := rep.Changes[0]; c.OldVersion != 1 || !slices.Equal(c.Changed, want) {
+		t.Errorf("change after garbage = %d → %d changing %v; want 1 → 2 changing %v", c.OldVersion, c.NewVersion, c.Changed, want)
 	}
 	natstest.Eventually(t, 5*time.Second, func() bool { return in.watcher.Current().Global.Version == 2 }, "good config applied after garbage")
 }

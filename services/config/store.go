@@ -139,10 +139,18 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	if err != nil && !errors.As(err, &invalid) {
 		return Change{}, err
 	}
-	oldVersion, _, _ := d.stamp(&old)
 	if ifVersion != nil && invalid != nil {
 		return Change{}, fmt.Errorf("%w: the stored value of %s is invalid, so its version is unknown; write without an expected version to replace it", ErrConflict, d.key)
 	}
+	// hasOld: old is a valid document to report the change against. Over a garbage value
+	// that is the version in force (the newest valid one, which watchers kept).
+	hasOld := rev != 0 && invalid == nil
+	if invalid != nil {
+		if last, _, err := inForce(ctx, s.kv, d); err == nil {
+			old, hasOld = last, true
+		}
+	}
+	oldVersion, _, _ := d.stamp(&old)
 	if ifVersion != nil && *ifVersion != *oldVersion {
 		return Change{}, fmt.Errorf("%w: %s is at version %d, not %d as expected; fetch it again and retry", ErrConflict, d.key, *oldVersion, *ifVersion)
 	}
@@ -174,9 +182,9 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	if err != nil {
 		return Change{}, fmt.Errorf("write %s: %w", d.key, err)
 	}
-	changed := d.diff(old, doc)
-	if invalid != nil || rev == 0 {
-		changed = d.diff(*new(T), doc)
+	changed := d.diff(*new(T), doc)
+	if hasOld {
+		changed = d.diff(old, doc)
 	}
 	return Change{Key: d.key, OldVersion: *oldVersion, NewVersion: next, Changed: changed, By: by, Revision: newRev}, nil
 }
