@@ -5,8 +5,10 @@ package natsembed
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -40,6 +42,16 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
+	}
+	// nats-server, logging nothing, would only time out below on a port that is taken:
+	// try the address first, so the error comes at once and says why.
+	if o.Port > 0 {
+		addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS cannot listen on %s (set --nats-port): %w", addr, err)
+		}
+		l.Close()
 	}
 	opts := &server.Options{
 		ServerName: "otelfleet-dev",
