@@ -104,7 +104,10 @@ func (env *cliEnv) exitCode(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	fmt.Fprintf(env.stderr, "otelfleet: %v\n", err)
+	// Every line is prefixed: several problems joined with errors.Join come one a line.
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(env.stderr, "otelfleet: %s\n", line)
+	}
 	var ee *exitError
 	switch {
 	case errors.As(err, &ee):

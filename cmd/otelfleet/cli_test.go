@@ -51,6 +51,14 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}
 }
 
+func TestEveryLineOfAMultiProblemErrorIsPrefixed(t *testing.T) {
+	code, _, stderr := runCLI(t, "agent")
+	want := "otelfleet: agent: --region is required\notelfleet: --id is required\notelfleet: --endpoint is required\n"
+	if code != exitUsage || stderr != want {
+		t.Errorf("exit %d, stderr %q; want %d, %q", code, stderr, exitUsage, want)
+	}
+}
+
 func TestConfigValidateWorksWithoutNATS(t *testing.T) {
 	code, out, stderr := runCLI(t, "--nats", "nats://127.0.0.1:1", "config", "validate", "-f", examplePath(t))
 	if code != exitOK || !strings.Contains(out, "is valid") {
