@@ -50,6 +50,9 @@ type cliEnv struct {
 type exitError struct {
 	code int
 	err  error
+	// reported is true when the message was already printed (the flag package prints
+	// its own parse errors above the usage text).
+	reported bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -72,12 +75,16 @@ func (env *cliEnv) main(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("otelfleet", flag.ContinueOnError)
 	fs.SetOutput(env.stderr)
 	env.bindGlobals(knobs.New(fs))
+	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { env.printUsage(fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
+	}
+	if *version {
+		return env.exitCode(runVersion(ctx, env, nil))
 	}
 	if fs.NArg() == 0 {
 		env.printUsage(fs)
@@ -104,11 +111,13 @@ func (env *cliEnv) exitCode(err error) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
-	// Every line is prefixed: several problems joined with errors.Join come one a line.
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintf(env.stderr, "otelfleet: %s\n", line)
-	}
 	var ee *exitError
+	if !errors.As(err, &ee) || !ee.reported {
+		// Every line is prefixed: several problems joined with errors.Join come one a line.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(env.stderr, "otelfleet: %s\n", line)
+		}
+	}
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
@@ -168,7 +177,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, &exitError{code: exitUsage, err: err}
+			return nil, &exitError{code: exitUsage, err: err, reported: true}
 		}
 		if fs.NArg() == 0 {
 			return pos, nil

@@ -189,3 +189,12 @@ func TestDevStackConfigLifecycle(t *testing.T) {
 		t.Fatalf("after restart: exit %d, %s; want version %d with the example's rate", code, out, version+1)
 	}
 }
+
+func TestVersionFlagAndCommand(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != exitOK || !strings.HasPrefix(out, "otelfleet ") {
+			t.Errorf("%v: exit %d, out %q", args, code, out)
+		}
+	}
+}
