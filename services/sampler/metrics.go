@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "otelfleet_sampler_live_collectors", Help: "Collectors whose load reports the leader's last decision used.",
 		})),
 		reports: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "otelfleet_sampler_load_reports_total", Help: "Load reports consumed, by result: ok, invalid.",
+			Name: "otelfleet_sampler_load_reports_total", Help: "Load reports consumed, by result: ok, invalid, collector_limit (a new collector beyond MaxTrackedCollectors).",
 		}, []string{"result"})),
 		served: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_decision_version", Help: "Version of the decision this replica serves.",

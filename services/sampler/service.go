@@ -274,8 +274,12 @@ func (s *Service) ingest(msg jetstream.Msg) {
 		s.log.Debug("load report rejected", "subject", msg.Subject(), "err", err)
 		return
 	}
+	if !s.loads.Add(r, seen) {
+		s.m.reports.WithLabelValues("collector_limit").Inc()
+		s.log.Debug("load report dropped: too many collectors tracked", "subject", msg.Subject(), "limit", MaxTrackedCollectors)
+		return
+	}
 	s.m.reports.WithLabelValues("ok").Inc()
-	s.loads.Add(r, seen)
 }
 
 // Lead computes and stores a decision at once and then every interval, until t.Ctx
