@@ -1,9 +1,9 @@
 package election
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
 // metrics are the otelfleet_election_* series of one candidate, labelled with its role.
@@ -22,34 +22,11 @@ func newMetrics(reg prometheus.Registerer, role string) (*metrics, error) {
 		terms:  prometheus.NewCounter(prometheus.CounterOpts{Name: "otelfleet_election_terms_total", Help: "Terms of leadership won.", ConstLabels: labels}),
 		losses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelfleet_election_terms_ended_total", Help: "Terms ended, by reason (resigned, renewal-failed, lease-lost, connection-closed).", ConstLabels: labels}, []string{"reason"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var err error
-	m.leader, err = register(reg, m.leader)
-	if err != nil {
-		return nil, err
-	}
-	if m.terms, err = register(reg, m.terms); err != nil {
-		return nil, err
-	}
-	if m.losses, err = register(reg, m.losses); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
+	r := &promreg.Registrar{Reg: reg}
+	m.leader = promreg.Add(r, m.leader)
+	m.terms = promreg.Add(r, m.terms)
+	m.losses = promreg.Add(r, m.losses)
+	return m, r.Err()
 }
 
 func (m *metrics) won() {

@@ -1,10 +1,9 @@
 package loadreport
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
 // Failure stages, the values of the stage label of otelfleet_loadreport_failures_total.
@@ -34,27 +33,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, s := range []string{stageSource, stageValidate, stagePublish} {
 		m.failures.WithLabelValues(s)
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var err1, err2 error
-	m.published, err1 = register(reg, m.published)
-	m.failures, err2 = register(reg, m.failures)
-	return m, errors.Join(err1, err2)
-}
-
-// register registers c on reg, or returns the collector already registered under the
-// same descriptor, so that several Publishers in one process share their metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("loadreport: register metrics: %w", err)
+	r := &promreg.Registrar{Reg: reg}
+	m.published = promreg.Add(r, m.published)
+	m.failures = promreg.Add(r, m.failures)
+	return m, r.Err()
 }

@@ -1,9 +1,9 @@
 package registration
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
 // metrics are the otelfleet_registration_* series of one client, labelled with its key.
@@ -20,17 +20,9 @@ func newMetrics(reg prometheus.Registerer, key string) (*metrics, error) {
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{Name: "otelfleet_registration_registrations_total", Help: "Fresh registrations: the first one and each after the key had expired or been deleted.", ConstLabels: labels}),
 		errors:        prometheus.NewCounter(prometheus.CounterOpts{Name: "otelfleet_registration_errors_total", Help: "Registry writes that failed and were retried.", ConstLabels: labels}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []*prometheus.Counter{&m.heartbeats, &m.registrations, &m.errors} {
-		if err := reg.Register(*c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
-			*c = are.ExistingCollector.(prometheus.Counter)
-		}
-	}
-	return m, nil
+	r := &promreg.Registrar{Reg: reg}
+	m.heartbeats = promreg.Add(r, m.heartbeats)
+	m.registrations = promreg.Add(r, m.registrations)
+	m.errors = promreg.Add(r, m.errors)
+	return m, r.Err()
 }

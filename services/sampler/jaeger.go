@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
 // API serves Jaeger's remote-sampling HTTP API (what the Jaeger agent serves on :5778
@@ -50,7 +51,7 @@ type table struct {
 // NewAPI returns an API that answers 503 until Install is called. m may be nil.
 func NewAPI(m *apiMetrics) *API {
 	if m == nil {
-		m = newAPIMetrics(nil)
+		m = newAPIMetrics(&promreg.Registrar{})
 	}
 	return &API{m: m}
 }

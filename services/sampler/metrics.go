@@ -1,35 +1,18 @@
 package samplersvc
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// register registers cs on reg (nil: none), reusing collectors already registered by
-// another sampler in the same process.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing
-			}
-		}
-	}
-	return c
-}
+	"github.com/otelfleet/otelfleet/pkg/promreg"
+)
 
 // apiMetrics count the Jaeger API's answers.
 type apiMetrics struct {
 	ok, bad, unavailable prometheus.Counter
 }
 
-func newAPIMetrics(reg prometheus.Registerer) *apiMetrics {
-	v := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+func newAPIMetrics(r *promreg.Registrar) *apiMetrics {
+	v := promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otelfleet_sampler_http_requests_total",
 		Help: "Jaeger remote-sampling API requests by result: ok, bad_request (400/405), unavailable (503).",
 	}, []string{"result"}))
@@ -52,43 +35,45 @@ type metrics struct {
 	transitions *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	return &metrics{
-		api: newAPIMetrics(reg),
-		leader: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	r := &promreg.Registrar{Reg: reg}
+	m := &metrics{
+		api: newAPIMetrics(r),
+		leader: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_leader", Help: "1 while this replica leads (computes and stores decisions).",
 		})),
-		decisions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		decisions: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_sampler_decisions_total",
 			Help: "Decisions this replica computed as leader, by result: written, stale (a newer term's decision is stored), failed.",
 		}, []string{"result"})),
-		duration: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		duration: promreg.Add(r, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "otelfleet_sampler_decision_duration_seconds", Help: "Time to compute one decision (math only).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		})),
-		degraded: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		degraded: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_degraded", Help: "1 while the decision served says the fleet is degraded.",
 		})),
-		globalRate: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		globalRate: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_global_rate", Help: "Fraction of the fleet's spans kept by the decision served.",
 		})),
-		collectors: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		collectors: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_live_collectors", Help: "Collectors whose load reports the leader's last decision used.",
 		})),
-		reports: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		reports: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_sampler_load_reports_total", Help: "Load reports consumed, by result: ok, invalid, collector_limit (a new collector beyond MaxTrackedCollectors).",
 		}, []string{"result"})),
-		served: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		served: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_decision_version", Help: "Version of the decision this replica serves.",
 		})),
-		invalid: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		invalid: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otelfleet_sampler_invalid_decisions_total", Help: "Stored decision values that failed to decode and were not served.",
 		})),
-		bytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		bytes: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_decision_bytes", Help: "Size of the last decision this replica stored, in bytes.",
 		})),
-		transitions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		transitions: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_sampler_degradation_transitions_total", Help: "Degradation transitions decided by this replica: degraded, recovered.",
 		}, []string{"to"})),
 	}
+	return m, r.Err()
 }

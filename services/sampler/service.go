@@ -105,7 +105,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	m := newMetrics(d.Registerer)
+	m, err := newMetrics(d.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("sampler: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{
 		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL), now: now,

@@ -1,0 +1,51 @@
+// Package promreg registers Prometheus collectors so that several components of one
+// process share their series instead of failing: the services of `otelfleet dev` share
+// one registry, and so do several election candidates, load-report publishers or
+// registration clients in one process.
+package promreg
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Shared registers c on reg and returns it, or returns the collector already registered
+// under the same descriptor (when it has c's type). A nil reg registers nothing and
+// returns c. Any other registration error is returned, with c.
+func Shared[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("register metrics: %w", err)
+}
+
+// Registrar registers many collectors with Shared and keeps every error, so a
+// constructor can build its metrics in one struct literal and check Err once.
+type Registrar struct {
+	Reg  prometheus.Registerer
+	errs []error
+}
+
+// Add registers c with Shared on r.Reg and returns the collector to use.
+func Add[C prometheus.Collector](r *Registrar, c C) C {
+	got, err := Shared(r.Reg, c)
+	if err != nil {
+		r.errs = append(r.errs, err)
+	}
+	return got
+}
+
+// Err returns every registration error so far, joined.
+func (r *Registrar) Err() error { return errors.Join(r.errs...) }
