@@ -74,7 +74,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, func(ns events.Namespace) string { return ns.RegistryBucket() })
+	kv, err := env.bucket(ctx, js, events.Namespace.RegistryBucket)
 	if err != nil {
 		return err
 	}

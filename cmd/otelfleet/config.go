@@ -36,23 +36,21 @@ func runConfig(ctx context.Context, env *cliEnv, args []string) error {
 	})
 }
 
-// configStore opens the config bucket for direct reads.
-func (env *cliEnv) configStore(ctx context.Context) (*configsvc.Store, func(), error) {
+// withConfigStore runs fn on the config bucket (read directly: it works without the
+// config service), within the command's timeout.
+func (env *cliEnv) withConfigStore(ctx context.Context, fn func(context.Context, *configsvc.Store) error) error {
 	nc, js, err := env.jetStream()
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	ns, err := env.namespace()
+	defer nc.Close()
+	kv, err := env.bucket(ctx, js, events.Namespace.ConfigBucket)
 	if err != nil {
-		nc.Close()
-		return nil, nil, err
+		return err
 	}
-	kv, err := js.KeyValue(ctx, ns.ConfigBucket())
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("open KV bucket %s at %s (has an otelfleet config service run yet?): %w", ns.ConfigBucket(), env.nats.URL, err)
-	}
-	return configsvc.NewStore(kv), nc.Close, nil
+	ctx, cancel := context.WithTimeout(ctx, env.timeout)
+	defer cancel()
+	return fn(ctx, configsvc.NewStore(kv))
 }
 
 func configGet(ctx context.Context, env *cliEnv, args []string) error {
@@ -61,19 +59,20 @@ func configGet(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	store, done, err := env.configStore(ctx)
-	if err != nil {
+	var (
+		g       fleetconfig.Global
+		warn    *configsvc.HistoryEntry
+		regions map[string]fleetconfig.Region
+		rwarns  []configsvc.HistoryEntry
+	)
+	if err := env.withConfigStore(ctx, func(ctx context.Context, store *configsvc.Store) error {
+		var err error
+		if g, warn, err = store.Global(ctx); err != nil {
+			return err
+		}
+		regions, rwarns, err = store.Regions(ctx)
 		return err
-	}
-	defer done()
-	ctx, cancel := context.WithTimeout(ctx, env.timeout)
-	defer cancel()
-	g, warn, err := store.Global(ctx)
-	if err != nil {
-		return err
-	}
-	regions, rwarns, err := store.Regions(ctx)
-	if err != nil {
+	}); err != nil {
 		return err
 	}
 	if warn != nil {
@@ -245,16 +244,15 @@ func configHistory(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	store, done, err := env.configStore(ctx)
-	if err != nil {
+	var hist []configsvc.HistoryEntry
+	if err := env.withConfigStore(ctx, func(ctx context.Context, store *configsvc.Store) error {
+		var err error
+		if hist, err = store.History(ctx, *key); err != nil {
+			return refused(err)
+		}
+		return nil
+	}); err != nil {
 		return err
-	}
-	defer done()
-	ctx, cancel := context.WithTimeout(ctx, env.timeout)
-	defer cancel()
-	hist, err := store.History(ctx, *key)
-	if err != nil {
-		return refused(err)
 	}
 	if *out == "json" {
 		return env.printJSON(hist)

@@ -45,7 +45,7 @@ func runElect(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, func(ns events.Namespace) string { return ns.LeasesBucket() })
+	kv, err := env.bucket(ctx, js, events.Namespace.LeasesBucket)
 	if err != nil {
 		return err
 	}

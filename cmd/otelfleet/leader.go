@@ -48,7 +48,7 @@ func leaderLs(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, func(ns events.Namespace) string { return ns.LeasesBucket() })
+	kv, err := env.bucket(ctx, js, events.Namespace.LeasesBucket)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func registryLs(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, func(ns events.Namespace) string { return ns.RegistryBucket() })
+	kv, err := env.bucket(ctx, js, events.Namespace.RegistryBucket)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
-	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
 )
 
@@ -32,24 +31,20 @@ func runSampling(ctx context.Context, env *cliEnv, args []string) error {
 
 // readDecision reads the stored decision.
 func (env *cliEnv) readDecision(ctx context.Context) (events.Decision, error) {
-	ns, err := env.namespace()
-	if err != nil {
-		return events.Decision{}, err
-	}
 	nc, js, err := env.jetStream()
 	if err != nil {
 		return events.Decision{}, err
 	}
 	defer nc.Close()
-	ctx, cancel := context.WithTimeout(ctx, env.timeout)
-	defer cancel()
-	b, err := natsconn.OpenBuckets(ctx, js, ns)
+	kv, err := env.bucket(ctx, js, events.Namespace.SamplingBucket)
 	if err != nil {
 		return events.Decision{}, err
 	}
-	d, _, err := samplersvc.NewStore(b.Sampling).Get(ctx)
+	ctx, cancel := context.WithTimeout(ctx, env.timeout)
+	defer cancel()
+	d, _, err := samplersvc.NewStore(kv).Get(ctx)
 	if errors.Is(err, samplersvc.ErrNoDecision) {
-		return d, refused(fmt.Errorf("no sampling decision stored yet in %s (is otelfleet-sampler, or otelfleet dev, running?)", ns.SamplingBucket()))
+		return d, refused(fmt.Errorf("no sampling decision stored yet in %s (is otelfleet-sampler, or otelfleet dev, running?)", kv.Bucket()))
 	}
 	return d, err
 }
