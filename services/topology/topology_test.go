@@ -308,8 +308,11 @@ func TestExpiredRegistrationVanishes(t *testing.T) {
 		v, _ := r.svc.current()
 		return v != nil && find(v, "eu", "mortal") == nil && find(v, "eu", "alive") != nil
 	}, "expired collector gone, heart-beating one kept")
-	// A collector that reports load without its registration never reappears.
-	time.Sleep(500 * time.Millisecond) // let a few more of its reports arrive
+	// A collector that reports load without its registration never reappears: wait until
+	// more of its reports have arrived (counted as unregistered), then look.
+	unregistered := func() float64 { return testutil.ToFloat64(r.svc.m.reports.WithLabelValues("unregistered")) }
+	before := unregistered()
+	natstest.Eventually(t, 5*time.Second, func() bool { return unregistered() >= before+2 }, "more reports from the expired collector")
 	v, _ := r.svc.current()
 	if find(v, "eu", "mortal") != nil || v.global.Collectors != 1 {
 		t.Fatalf("expired collector back in the topology: %+v", v.regions)
