@@ -121,7 +121,9 @@ func startDev(t *testing.T, dataDir string, port int, extra ...string) func() in
 	}()
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 	natstest.Eventually(t, 20*time.Second, func() bool {
-		c, _, _ := runCLI(t, "--nats", url, "--timeout", "200ms", "config", "get")
+		// config status goes through the config service's micro endpoints (config get
+		// reads the bucket, which is filled before the endpoints start).
+		c, _, _ := runCLI(t, "--nats", url, "--timeout", "2s", "config", "status")
 		return c == exitOK
 	}, "dev stack serves config")
 	var once sync.Once

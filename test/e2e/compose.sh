@@ -35,7 +35,7 @@ wait_for() {
 dc down -v --remove-orphans >/dev/null 2>&1 || true
 dc up -d
 
-wait_for 90 "config service answers through the cluster" of config get
+wait_for 90 "config service answers through the cluster" of config status
 of config set -f examples/global-config.yaml --by e2e >/dev/null || fail "config set"
 pass "config set"
 
