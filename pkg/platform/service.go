@@ -172,10 +172,18 @@ func (s *service) stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ServiceConfig is a service's own configuration: knobs and their validation.
+// ServiceConfig is a service's own configuration: knobs and their validation. Validate
+// checks values only; a config that names files also implements Loader.
 type ServiceConfig interface {
 	Bind(*knobs.Set)
 	Validate() error
+}
+
+// Loader is implemented by a ServiceConfig that reads files it names (the config
+// service's --config): Main calls Load after a successful Validate, and a failure exits
+// 2 like a bad value.
+type Loader interface {
+	Load() error
 }
 
 // Main runs a standalone service binary: it binds the shared settings and cfg to flags
@@ -192,7 +200,11 @@ func Main(process string, cfg ServiceConfig, modules func() fx.Option) {
 		fmt.Fprintf(os.Stderr, "otelfleet-%s: unexpected arguments %q (every setting is a flag; see --help)\n", process, flag.Args())
 		os.Exit(2)
 	}
-	if err := errors.Join(k.Err(), s.Validate(), cfg.Validate()); err != nil {
+	err := errors.Join(k.Err(), s.Validate(), cfg.Validate())
+	if l, ok := cfg.(Loader); ok && err == nil {
+		err = l.Load()
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "otelfleet-%s: %v\n", process, err)
 		os.Exit(2)
 	}
