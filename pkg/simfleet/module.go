@@ -33,7 +33,7 @@ func Module(cfg Config) fx.Option {
 
 func start(p Params, cfg Config) error {
 	log := p.Log.With("component", "simfleet")
-	sim, err := New(p.NC, p.NS, nil, cfg, log, p.Reg, WithSource("otelfleet/simulate/"+p.Settings.Instance))
+	sim, err := New(p.NC, p.NS, nil, cfg, log, p.Reg, WithSource(events.Source("simulate", p.Settings.Instance)))
 	if err != nil {
 		return err
 	}
