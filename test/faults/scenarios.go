@@ -241,7 +241,16 @@ func hostileConfig(s *stack) (string, error) {
 		return "", err
 	}
 	applied := map[string]uint64{} // instance -> highest global version seen applied
+	seen := map[string]string{}    // instance -> its last report's version, rejections, time
 	var problems []string
+	noted := map[string]bool{}
+	note := func(p string) {
+		if !noted[p] {
+			noted[p] = true
+			problems = append(problems, p)
+		}
+	}
+	changed := 0 // instances whose report changed in the last observe
 	observe := func(stage string) error {
 		out, err := s.cli("config", "status", "-o", "json")
 		if err != nil {
@@ -253,15 +262,21 @@ func hostileConfig(s *stack) (string, error) {
 		if err := json.Unmarshal(out, &st); err != nil {
 			return fmt.Errorf("config status -o json: %w", err)
 		}
+		changed = 0
 		for _, r := range st.Instances {
 			id := r.Service + "/" + r.Instance
 			if r.GlobalVersion < applied[id] {
-				problems = append(problems, fmt.Sprintf("%s: %s went from v%d to v%d", stage, id, applied[id], r.GlobalVersion))
+				note(fmt.Sprintf("%s: %s went from v%d to v%d", stage, id, applied[id], r.GlobalVersion))
 			}
 			if r.GlobalVersion == math.MaxUint64 {
-				problems = append(problems, fmt.Sprintf("%s: %s applied version %d", stage, id, r.GlobalVersion))
+				note(fmt.Sprintf("%s: %s applied version %d", stage, id, r.GlobalVersion))
 			}
 			applied[id] = max(applied[id], r.GlobalVersion)
+			sig := fmt.Sprintf("%d/%d/%v", r.GlobalVersion, r.Rejected, r.AppliedAt)
+			if seen[id] != sig {
+				changed++
+			}
+			seen[id] = sig
 		}
 		return nil
 	}
@@ -300,11 +315,16 @@ func hostileConfig(s *stack) (string, error) {
 		if _, err := kv.Put(ctx, "global", data); err != nil {
 			return "", err
 		}
-		// Give the watchers a moment to see it (they apply within milliseconds), then look.
-		time.Sleep(time.Second)
-		if err := observe("after a " + hostile + " value"); err != nil {
-			return "", err
-		}
+		// Every instance reacts (applies or counts a rejection) within milliseconds; wait up
+		// to 5 s for all of them, then judge what they did.
+		reacted := 0
+		_ = eventually(5*time.Second, "every instance reacted", func() bool {
+			if observe("after a "+hostile+" value") != nil {
+				return false
+			}
+			reacted += changed
+			return reacted >= len(seen)
+		})
 	}
 	if _, err := s.cli("config", "set", "-f", example, "--by", "faults"); err != nil {
 		problems = append(problems, "config set after the hostile values: "+err.Error())
