@@ -1,6 +1,8 @@
 // Package microapi is the request/reply convention of otelfleet's NATS micro services:
 // JSON in, JSON out, and errors carried in the micro error headers with an HTTP-like code,
-// so the CLI (and `nats req`) can tell a refusal from a conflict from a server fault.
+// so the CLI (and `nats req`) can tell a refusal from a conflict from a server fault. A
+// reply too large to send is never dropped: it is logged and answered by a shortened
+// error reply (CodeTooLarge for a result; see Handler and Shorten).
 package microapi
 
 import (
