@@ -9,7 +9,7 @@ SERVICES := $(notdir $(wildcard services/*))
 TEST_TIMEOUT ?= 20m
 BENCHTIME ?= 1s
 
-.PHONY: run build test lint bench images e2e clean
+.PHONY: run build test lint bench images nats-server e2e faults clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -38,17 +38,26 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(addsuffix /...,$(MODULES))
 
 ## images: one FROM-scratch image per binary, plus nats-server built from its Go module
-images: build
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/nats-server github.com/nats-io/nats-server/v2
+images: build nats-server
 	docker build -q -f deploy/Dockerfile --build-arg BIN=nats-server -t otelfleet/nats-server:dev .
 	docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet -t otelfleet/otelfleet:dev .
 	@for s in $(SERVICES); do \
 	  docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet-$$s -t otelfleet/$$s:dev . || exit 1; \
 	done
 
+## nats-server: bin/nats-server, built from its Go module (for images and faults)
+nats-server:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/nats-server github.com/nats-io/nats-server/v2
+
 ## e2e: the docker compose stack end to end (needs Docker and docker-compose)
 e2e: images
 	bash test/e2e/compose.sh
+
+## faults: the fault scenarios (kill -9, hostile bucket values, floods) against the real binaries and a nats-server; one line per scenario (docs/RELIABILITY.md)
+faults: build nats-server
+	$(GO) build -o bin/otelfleet-faults ./test/faults
+	./bin/otelfleet-faults --bin bin $(ARGS)
 
 clean:
 	rm -rf bin .data

@@ -193,19 +193,22 @@ func bytesIEC(n uint64) string {
 
 // jsonSummary lists a JSON object's top-level fields as key=value, in payload order,
 // skipping "v": scalars as they are, arrays of scalars joined, other arrays and objects
-// by size; a registration's health status is lifted out. Non-objects and non-JSON are
-// described briefly.
+// by size; a registration's health status is lifted out. Other JSON values are shown as
+// they are; a payload that is not valid JSON as a whole (even one that starts like an
+// object) is shown raw, marked "not JSON", never as fields.
 func jsonSummary(data []byte) string {
 	if len(data) == 0 {
 		return "(empty)"
 	}
+	if !json.Valid(data) {
+		return fmt.Sprintf("(%d bytes, not JSON) %s", len(data), truncate(strconv.Quote(string(data[:min(len(data), 60)]))))
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		if json.Valid(data) {
-			return truncate(string(data))
-		}
-		return fmt.Sprintf("(%d bytes, not JSON) %s", len(data), truncate(strconv.Quote(string(data[:min(len(data), 60)]))))
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, data) // valid, so it compacts: one line
+		return truncate(buf.String())
 	}
 	var parts []string
 	for dec.More() {

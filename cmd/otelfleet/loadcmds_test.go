@@ -241,6 +241,9 @@ func TestEventLine(t *testing.T) {
 		{name: "generic JSON without headers", msg: plain, want: `otlp.events.config.changed  -  key=global version=4 by="alice smith" changed=[sampling_rate,degradation] config={1 fields}`},
 		{name: "load report on the wrong subject", msg: badLoad, want: `INVALID invalid load report`},
 		{name: "not JSON", msg: &nats.Msg{Subject: "x", Data: []byte("hello")}, want: `x  -  (5 bytes, not JSON) "hello"`},
+		{name: "truncated object", msg: &nats.Msg{Subject: "x", Data: []byte(`{"key":"global","version":4`)}, want: `x  -  (27 bytes, not JSON) "{\"key\":\"global\",\"version\":4"`},
+		{name: "object then garbage", msg: &nats.Msg{Subject: "x", Data: []byte(`{"a":1} {`)}, want: `x  -  (9 bytes, not JSON) "{\"a\":1} {"`},
+		{name: "JSON scalar", msg: &nats.Msg{Subject: "x", Data: []byte(`42`)}, want: `x  -  42`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,4 +282,22 @@ func TestDevRunsASimulatedFleet(t *testing.T) {
 	if code := stop(); code != exitOK {
 		t.Fatalf("dev exited %d", code)
 	}
+}
+
+// FuzzEventLine: any payload on any subject gives one bounded line, never a panic, and a
+// payload that is not JSON is never summarised as fields.
+func FuzzEventLine(f *testing.F) {
+	for _, s := range []string{`{"v":1,"key":"global"}`, `{"key":`, `{"a":1} {`, "hello", "", `[1,2]`, `{"registration":{"health":{"status":"ok"}}}`} {
+		f.Add("otlp.events.x", []byte(s))
+	}
+	f.Add("otlp.load.r1.c1", []byte(`{"v":1,"region":"r1"`))
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		line := eventLine(&nats.Msg{Subject: subject, Data: data}, time.Unix(0, 0))
+		if !strings.Contains(subject, "\n") && strings.Contains(line, "\n") {
+			t.Fatalf("line break in %q", line)
+		}
+		if !json.Valid(data) && len(data) > 0 && !strings.Contains(line, "not JSON") && !strings.Contains(line, "INVALID") {
+			t.Fatalf("not JSON %q summarised as %q", data, line)
+		}
+	})
 }

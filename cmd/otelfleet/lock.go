@@ -21,7 +21,9 @@ Runs CMD while holding the distributed lock NAME (key lock.NAME in otlp_leases) 
 with CMD's status, like etcdctl lock. CMD gets OTELFLEET_LOCK_NAME and
 OTELFLEET_LOCK_TOKEN (the fencing token: pass it along with every write CMD makes).
 If the lock is lost while CMD runs (renewals not confirmed in time), CMD's process group
-is killed at once and lock exits 1 with a message. SIGINT/SIGTERM are passed on to CMD;
+is killed at once and lock exits 1 with a message; if lock itself dies (even kill -9),
+the group is killed too (Linux). A paused or partitioned holder can still overlap the
+next one by up to a TTL: fence writes with the token. SIGINT/SIGTERM are passed on to CMD;
 the lock is released when CMD exits.`
 
 // lockWaitExit is the exit code when --wait expires before the lock is won.
@@ -139,15 +141,18 @@ func splitLockArgs(fs *flag.FlagSet, args []string) (string, []string, error) {
 	return fs.Arg(0), fs.Args()[1:], nil
 }
 
-// runLocked runs the command while h is held. It returns the command's exit status, or
-// an error when the lock was lost (the command is then killed).
+// runLocked runs the command while h is held, in a process group of its own (on Linux
+// under a watchdog that kills the group when this process dies, kill -9 included). It
+// returns the command's exit status, or an error when the lock was lost (the group is
+// then killed).
 func runLocked(ctx context.Context, env *cliEnv, h *lock.Held, path string, args []string, name string) (int, error) {
-	cmd := exec.Command(path, args[1:]...)
-	cmd.Args[0] = args[0]
+	cmd, err := lockCommand(path, args)
+	if err != nil {
+		return 0, refused(fmt.Errorf("lock %s: %w", name, err))
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, env.stdout, env.stderr
 	cmd.Env = append(os.Environ(), "OTELFLEET_LOCK_NAME="+name, "OTELFLEET_LOCK_TOKEN="+strconv.FormatUint(h.Token(), 10))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := startLockCommand(cmd); err != nil {
 		return 0, refused(fmt.Errorf("lock %s: start %s: %w", name, args[0], err))
 	}
 	exited := make(chan error, 1)

@@ -86,7 +86,8 @@ func registryLs(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // readRegistry reads every live registration with one watch (no per-key round trips),
-// warning on stderr about values that do not decode.
+// warning on stderr (naming the key) about values the services would refuse: ones that
+// do not decode or are stored under another registration's key.
 func (env *cliEnv) readRegistry(ctx context.Context, kv jetstream.KeyValue) ([]events.Registration, error) {
 	ctx, cancel := context.WithTimeout(ctx, env.timeout)
 	defer cancel()
@@ -96,9 +97,9 @@ func (env *cliEnv) readRegistry(ctx context.Context, kv jetstream.KeyValue) ([]e
 	}
 	out := []events.Registration{}
 	for _, e := range entries {
-		r, err := events.DecodeRegistration(e.Value())
+		r, err := events.DecodeRegistrationAt(e.Key(), e.Value())
 		if err != nil {
-			fmt.Fprintf(env.stderr, "warning: %s: %v\n", e.Key(), err)
+			fmt.Fprintf(env.stderr, "warning: %s: %v (not listed)\n", e.Key(), err)
 			continue
 		}
 		out = append(out, r)

@@ -98,6 +98,23 @@ func TestRegistryLsJSONAndTable(t *testing.T) {
 		t.Fatalf("filtered: exit %d, %s", code, out)
 	}
 
+	// A valid registration copied under another key: the services refuse it, so does ls.
+	e, err := b.Registry.Get(ctx, "collector.eu-west-1.c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Registry.Put(ctx, "collector.eu-west-1.c9", e.Value()); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Registry.Delete(ctx, "collector.eu-west-1.c9")
+	code, out, stderr = runCLI(t, "--nats", url, "registry", "ls", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &regs); code != exitOK || err != nil || len(regs) != 3 {
+		t.Fatalf("with a value under the wrong key: exit %d, %d registrations (want 3)\n%s", code, len(regs), out)
+	}
+	if !strings.Contains(stderr, "warning: collector.eu-west-1.c9: registration stored under the wrong key: the value describes collector.eu-west-1.c1 (not listed)") {
+		t.Fatalf("no warning naming the key: %q", stderr)
+	}
+
 	code, out, _ = runCLI(t, "registry", "ls", "--nats", url)
 	if code != exitOK || !strings.Contains(out, "KIND") || !strings.Contains(out, "c1:4317") || !strings.Contains(out, "5000/s") {
 		t.Fatalf("table: exit %d\n%s", code, out)

@@ -86,6 +86,16 @@ type Term struct {
 	Ctx context.Context
 }
 
+// Cause says why the term ended (context.Cause of Ctx): nil while it lasts, then
+// ErrResigned or a lease error (lease.ErrLost, lease.ErrRenewalTimeout, ...). Read it
+// once Ctx is done: a deferred log line must call it inside a deferred func, since the
+// arguments of a deferred call are evaluated when the defer statement runs.
+func (t Term) Cause() error { return context.Cause(t.Ctx) }
+
+// Reason is Reason(t.Cause()): resigned, renewal-failed, lease-lost, connection-closed,
+// or unknown (also while the term lasts).
+func (t Term) Reason() string { return Reason(t.Cause()) }
+
 // Leader is who holds a role, as seen in the leases bucket.
 type Leader struct {
 	// Holder is the winning candidate's id; empty when the role is vacant.

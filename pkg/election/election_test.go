@@ -76,6 +76,7 @@ type termRecord struct {
 	token      uint64
 	start, end time.Time
 	began      time.Time // when the lead callback ran
+	reason     string    // Term.Reason once the work saw Ctx done
 }
 
 type recorder struct {
@@ -92,7 +93,7 @@ func (r *recorder) lead(id string) func(election.Term) {
 		<-t.Ctx.Done()
 		end := time.Now()
 		r.mu.Lock()
-		r.terms[i].end = end
+		r.terms[i].end, r.terms[i].reason = end, t.Reason()
 		r.mu.Unlock()
 	}
 }
@@ -124,12 +125,18 @@ func (r *recorder) waitLeader(t *testing.T, within time.Duration, after uint64) 
 	return got
 }
 
-// check asserts that terms never overlap and that tokens strictly increase.
+// check asserts that terms never overlap, that tokens strictly increase and that every
+// ended term knew why it ended when its work stopped.
 func (r *recorder) check(t *testing.T) {
 	t.Helper()
 	r.mu.Lock()
 	terms := slices.Clone(r.terms)
 	r.mu.Unlock()
+	for _, tr := range terms {
+		if !tr.end.IsZero() && tr.reason == "unknown" {
+			t.Errorf("term %d of %s ended with no known cause", tr.token, tr.id)
+		}
+	}
 	slices.SortFunc(terms, func(a, b termRecord) int { return a.start.Compare(b.start) })
 	for i := 1; i < len(terms); i++ {
 		prev, cur := terms[i-1], terms[i]

@@ -216,6 +216,28 @@ func DecodeRegistration(data []byte) (Registration, error) {
 	return r, nil
 }
 
+// ErrWrongKey is wrapped by DecodeRegistrationAt when a valid registration is stored
+// under a key other than its own (Registration.Key).
+var ErrWrongKey = errors.New("registration stored under the wrong key")
+
+// DecodeRegistrationAt decodes and validates the registry value stored at key, and checks
+// that key is the registration's own key: the rule every reader of the registry applies
+// (a value under another key is refused, not listed). The error names both keys.
+func DecodeRegistrationAt(key string, data []byte) (Registration, error) {
+	r, err := DecodeRegistration(data)
+	if err != nil {
+		return Registration{}, err
+	}
+	own, err := r.Key()
+	if err != nil {
+		return Registration{}, err
+	}
+	if own != key {
+		return Registration{}, fmt.Errorf("%w: the value describes %s", ErrWrongKey, own)
+	}
+	return r, nil
+}
+
 // Changed lists the fields (JSON names, health ones prefixed "health.") whose values
 // differ between prev and r in a way worth an event: the instance's description, its
 // registration time, its health status and each check's status. Heartbeat timestamps,

@@ -182,6 +182,25 @@ func TestLockKeys(t *testing.T) {
 	}
 }
 
+func TestDecodeRegistrationAtChecksTheKey(t *testing.T) {
+	data, err := events.Encode(sampleRegistration())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := events.DecodeRegistrationAt("collector.eu-west-1.c1", data); err != nil || r.ID != "c1" {
+		t.Fatalf("own key: %+v, %v", r, err)
+	}
+	for _, key := range []string{"collector.eu-west-1.c9", "collector.us-east-1.c1", "service.c1.c1", ""} {
+		_, err := events.DecodeRegistrationAt(key, data)
+		if !errors.Is(err, events.ErrWrongKey) || !strings.Contains(err.Error(), "describes collector.eu-west-1.c1") {
+			t.Errorf("key %q: %v, want ErrWrongKey naming the value's key", key, err)
+		}
+	}
+	if _, err := events.DecodeRegistrationAt("collector.eu-west-1.c1", []byte("{")); !errors.Is(err, events.ErrMalformed) {
+		t.Errorf("malformed: %v", err)
+	}
+}
+
 func FuzzDecodeRegistration(f *testing.F) {
 	good, _ := events.Encode(sampleRegistration())
 	f.Add(good)

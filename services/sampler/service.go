@@ -292,7 +292,7 @@ func (s *Service) Lead(t election.Term) {
 	defer s.m.leader.Set(0)
 	log := s.log.With("token", t.Token)
 	log.Info("leading: computing sampling decisions", "interval", s.cfg.Interval)
-	defer log.Info("no longer leading", "cause", context.Cause(t.Ctx))
+	defer func() { log.Info("no longer leading", "reason", t.Reason(), "cause", t.Cause()) }() // read when the term has ended
 	// Let the load stream replay first, so the first decision does not see an empty
 	// fleet; a replica that was following has long been synced.
 	wait := time.NewTimer(min(s.cfg.Interval, 3*time.Second))

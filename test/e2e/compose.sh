@@ -22,15 +22,22 @@ fail() { failed=1; echo "FAIL: $*" >&2; echo "e2e: $passed passed, 1 failed"; ex
 passed=0
 pass() { passed=$((passed + 1)); echo "ok: $*"; }
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds. COMMAND runs
+# again on every try, so it must be a function or command that probes by itself: never
+# pass an expanded "$(...)" (that is evaluated once, before the first try).
 wait_for() {
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  local limit=$1 deadline=$((SECONDS + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "$what (after ${deadline}s)"
+    [ $SECONDS -lt $deadline ] || fail "$what (not within ${limit}s)"
     sleep 1
   done
   pass "$what"
 }
+
+# A probe expanded before the wait starts would be checked once and then waited on in vain.
+if grep -nE '^[[:space:]]*wait_for .*[$][(]' "$0" >&2; then
+  echo "e2e: a wait_for above expands \$(...) once; wrap the probe in a function" >&2; exit 2
+fi
 
 dc down -v --remove-orphans >/dev/null 2>&1 || true
 dc up -d
@@ -58,10 +65,12 @@ sampling_json() {
 wait_for 60 "the Jaeger remote-sampling API answers" sampling_json
 
 token() { of sampling -o json | sed -n 's/.*"token": \([0-9]*\).*/\1/p' | head -n1; }
-wait_for 60 "a sampling decision is stored" test -n "$(token)"
+has_token() { [ -n "$(token)" ]; }
+wait_for 60 "a sampling decision is stored" has_token
 
 dc up -d --scale sampler=2 >/dev/null
-wait_for 60 "a second sampler replica runs" bash -c "[ \$(docker ps -q --filter label=com.docker.compose.project=$project --filter label=com.docker.compose.service=sampler | wc -l) -eq 2 ]"
+two_samplers() { [ "$(docker ps -q --filter "label=com.docker.compose.project=$project" --filter label=com.docker.compose.service=sampler | wc -l)" -eq 2 ]; }
+wait_for 60 "a second sampler replica runs" two_samplers
 before=$(token)
 holder=$(of leader ls -o json | tr -d ' \n' | sed -n 's/.*"role":"sampler","holder":"\([^"]*\)".*/\1/p')
 [ -n "$holder" ] || fail "no sampler leader in leader ls"
