@@ -7,6 +7,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/registered"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -17,7 +18,8 @@ import (
 // serving (precomputed Jaeger responses). bytes/decision is the stored value's size.
 func BenchmarkDecision10kServices(b *testing.B) {
 	const services, collectors = 10_000, 100
-	loads := NewLoads(time.Hour)
+	members := registered.NewSet()
+	loads := NewLoads(time.Hour, members.Has)
 	now := time.Now()
 	for c := range collectors {
 		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
@@ -27,6 +29,7 @@ func BenchmarkDecision10kServices(b *testing.B) {
 			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%05d", s), SpansPerSec: q})
 			r.QPS += q
 		}
+		members.Put(&events.Registration{Region: r.Region, ID: r.Collector})
 		loads.Add(r, now)
 	}
 	g := fleetconfig.Defaults().Global
