@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,20 +18,13 @@ import (
 type Key struct{ Region, ID string }
 
 // KeyFilter is the registry-bucket key filter of every collector registration.
-const KeyFilter = events.KindCollector + ".>"
+const KeyFilter = events.CollectorKeys
 
-// KeyFromRegistry splits a registry key collector.<region>.<id>; ok is false for any
-// other key (another kind, a missing or invalid token, extra tokens).
+// KeyFromRegistry splits a registry key collector.<region>.<id> (events.CollectorFromKey);
+// ok is false for any other key.
 func KeyFromRegistry(key string) (Key, bool) {
-	rest, ok := strings.CutPrefix(key, events.KindCollector+".")
-	if !ok {
-		return Key{}, false
-	}
-	region, id, ok := strings.Cut(rest, ".")
-	if !ok || events.CheckToken("region", region) != nil || events.CheckToken("collector id", id) != nil {
-		return Key{}, false
-	}
-	return Key{region, id}, true
+	region, id, ok := events.CollectorFromKey(key)
+	return Key{region, id}, ok
 }
 
 // Decode decodes a registry value stored at k and checks it is the registration of

@@ -499,7 +499,7 @@ func (s *Service) publish(typ events.EventType, d *events.Decision, reason strin
 		Utilization: d.Inputs.Utilization, FleetQPS: d.Inputs.FleetQPS, KeptQPS: d.Inputs.KeptQPS,
 		Services: len(d.Services), Reason: reason, At: d.At,
 	}
-	m, err := events.NewMsg(s.d.NS.EventSubject(typ), "otelfleet/sampler/"+s.d.Instance, e)
+	m, err := events.NewMsg(s.d.NS.EventSubject(typ), events.Source(events.ServiceSampler, s.d.Instance), e)
 	if err != nil {
 		s.log.Error("sampling event cannot be encoded", "err", err)
 		return

@@ -63,7 +63,7 @@ func (s *Service) publishSnapshot(ctx context.Context, token, seq uint64) error 
 	if err != nil {
 		return err
 	}
-	msg, err := events.NewMsg(s.d.NS.EventSubject(events.EventTopologySnapshot), "otelfleet/topology/"+s.d.Instance, snap)
+	msg, err := events.NewMsg(s.d.NS.EventSubject(events.EventTopologySnapshot), events.Source(events.ServiceTopology, s.d.Instance), snap)
 	if err != nil {
 		return err
 	}
