@@ -153,6 +153,7 @@ func resync(ctx context.Context, kv jetstream.KeyValue, sink Sink, log *slog.Log
 type Set struct {
 	mu   sync.RWMutex
 	keys map[Key]struct{}
+	gen  uint64 // bumped by every change of membership
 }
 
 // NewSet returns an empty set.
@@ -168,6 +169,14 @@ func (s *Set) Has(region, id string) bool {
 	return ok
 }
 
+// Generation returns a number that changes whenever a collector is added or removed, so
+// a reader can skip re-checking its collectors while it is unchanged.
+func (s *Set) Generation() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
 // Len returns the number of registered collectors.
 func (s *Set) Len() int {
 	s.mu.RLock()
@@ -177,9 +186,13 @@ func (s *Set) Len() int {
 
 // Put implements Sink.
 func (s *Set) Put(r *events.Registration) {
+	k := Key{r.Region, r.ID}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.keys[Key{r.Region, r.ID}] = struct{}{}
+	if _, ok := s.keys[k]; !ok {
+		s.keys[k] = struct{}{}
+		s.gen++
+	}
 }
 
 // Delete implements Sink.
@@ -187,7 +200,10 @@ func (s *Set) Delete(k Key) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.keys[k]
-	delete(s.keys, k)
+	if ok {
+		delete(s.keys, k)
+		s.gen++
+	}
 	return ok
 }
 
@@ -201,6 +217,9 @@ func (s *Set) Retain(keep map[Key]struct{}) int {
 			delete(s.keys, k)
 			n++
 		}
+	}
+	if n > 0 {
+		s.gen++
 	}
 	return n
 }

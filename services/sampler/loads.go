@@ -50,9 +50,11 @@ type Loads struct {
 	maxCollectors int
 	maxServices   int
 	maxWaiting    int
-	// member says whether a collector is registered (registered.Set.Has); nil counts
-	// every collector.
-	member func(region, collector string) bool
+	// members says which collectors are registered; nil counts every collector.
+	members Members
+	// checked is the members' generation the counted and waiting tables were last
+	// reconciled with.
+	checked uint64
 
 	mu        sync.Mutex
 	last      map[collectorID]seenReport
@@ -67,12 +69,24 @@ type seenReport struct {
 	seen time.Time
 }
 
+// Members says which collectors are registered; *registered.Set implements it.
+type Members interface {
+	// Has reports whether the collector is registered.
+	Has(region, collector string) bool
+	// Generation changes whenever a collector is added or removed.
+	Generation() uint64
+}
+
 // NewLoads returns an empty table whose reports count for ttl after they were seen.
-// With member non-nil only the reports of collectors it says are registered count (the
-// rule of package registered); the others wait, bounded, for their registration.
-func NewLoads(ttl time.Duration, member func(region, collector string) bool) *Loads {
-	return &Loads{ttl: ttl, maxCollectors: MaxTrackedCollectors, maxServices: MaxTrackedServices, maxWaiting: MaxWaitingCollectors,
-		member: member, last: map[collectorID]seenReport{}, waiting: map[collectorID]seenReport{}}
+// With members non-nil only the reports of registered collectors count (the rule of
+// package registered); the others wait, bounded, for their registration.
+func NewLoads(ttl time.Duration, members Members) *Loads {
+	l := &Loads{ttl: ttl, maxCollectors: MaxTrackedCollectors, maxServices: MaxTrackedServices, maxWaiting: MaxWaitingCollectors,
+		members: members, last: map[collectorID]seenReport{}, waiting: map[collectorID]seenReport{}}
+	if members != nil {
+		l.checked = members.Generation()
+	}
+	return l
 }
 
 // Add records r as its collector's latest report, seen at seen (the time the NATS
@@ -83,7 +97,7 @@ func (l *Loads) Add(r events.LoadReport, seen time.Time) AddResult {
 	id := collectorID{r.Region, r.Collector}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.member != nil && !l.member(r.Region, r.Collector) {
+	if l.members != nil && !l.members.Has(r.Region, r.Collector) {
 		return l.putLocked(l.waiting, l.maxWaiting, id, seenReport{r, seen}, Waiting, WaitingLimit)
 	}
 	delete(l.waiting, id)
@@ -116,22 +130,16 @@ func (l *Loads) putLocked(table map[collectorID]seenReport, limit int, id collec
 // collectors that report a capacity.
 //
 // A collector no longer registered is forgotten; a waiting report whose collector is
-// now registered counts from this observation on.
+// now registered counts from this observation on. Both are checked only when the
+// membership changed since the last observation.
 func (l *Loads) Observe(now time.Time) strategy.Observation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pruneLocked(now)
-	if l.member != nil {
-		for id := range l.last {
-			if !l.member(id.region, id.collector) {
-				delete(l.last, id)
-			}
-		}
-		for id, s := range l.waiting {
-			if l.member(id.region, id.collector) {
-				delete(l.waiting, id)
-				l.putLocked(l.last, l.maxCollectors, id, s, Counted, CollectorLimit)
-			}
+	if l.members != nil {
+		if gen := l.members.Generation(); gen != l.checked {
+			l.checked = gen
+			l.reconcileLocked()
 		}
 	}
 	obs := strategy.Observation{Services: make(map[string]float64)}
@@ -151,6 +159,22 @@ func (l *Loads) Observe(now time.Time) strategy.Observation {
 		keepBusiest(obs.Services, l.maxServices)
 	}
 	return obs
+}
+
+// reconcileLocked forgets the counted collectors no longer registered and moves the
+// waiting reports of collectors now registered into the counted table.
+func (l *Loads) reconcileLocked() {
+	for id := range l.last {
+		if !l.members.Has(id.region, id.collector) {
+			delete(l.last, id)
+		}
+	}
+	for id, s := range l.waiting {
+		if l.members.Has(id.region, id.collector) {
+			delete(l.waiting, id)
+			l.putLocked(l.last, l.maxCollectors, id, s, Counted, CollectorLimit)
+		}
+	}
 }
 
 // keepBusiest deletes all but the n busiest services (ties by name) from m.

@@ -62,7 +62,7 @@ func TestLoadsKeepsTheBusiestServicesAndCountsTheRestAsOther(t *testing.T) {
 func TestLoadsCountOnlyRegisteredCollectors(t *testing.T) {
 	members := registered.NewSet()
 	members.Put(&events.Registration{Region: "eu", ID: "real"})
-	l := NewLoads(time.Minute, members.Has)
+	l := NewLoads(time.Minute, members)
 	l.maxCollectors, l.maxWaiting = 2, 100
 	t0 := time.Unix(1000, 0)
 	if got := l.Add(report("eu", "real", 100, map[string]float64{"cart": 100}), t0); got != Counted {

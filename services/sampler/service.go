@@ -116,7 +116,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	members := registered.NewSet()
 	s := &Service{
-		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members.Has), members: members, now: now,
+		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members), members: members, now: now,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
 		ctx: ctx, cancel: cancel,
 	}
