@@ -13,6 +13,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/microapi"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
@@ -137,5 +138,26 @@ func TestSizeLimits(t *testing.T) {
 	g, _, err := st.Global(ctx)
 	if err != nil || g.Version != 1 {
 		t.Fatalf("in force after refusals: v%d, %v; want v1", g.Version, err)
+	}
+}
+
+// TestConfigSetOfA900KBFileIsRefusedWithTheLimit sends a 900 KB config through the
+// service, as `otelfleet config set` does: a 400 naming the limit, nothing stored.
+func TestConfigSetOfA900KBFileIsRefusedWithTheLimit(t *testing.T) {
+	srv := natstest.Run(t)
+	in := startInstance(t, srv.URL(), "a")
+	nc := srv.Connect(t)
+	var b strings.Builder
+	b.WriteString(fixedFile + "  metadata:\n")
+	for i := 0; b.Len() < 900<<10; i++ {
+		b.WriteString("    key-" + strconv.Itoa(i) + ": " + strings.Repeat("v", 1000) + "\n")
+	}
+	_, err := put(t, nc, b.String())
+	var me *microapi.Error
+	if !errors.As(err, &me) || me.Code != microapi.CodeBadRequest || !strings.Contains(me.Message, "limit is 262144") {
+		t.Fatalf("put of a 900 KB file: %v, want a 400 naming the limit", err)
+	}
+	if v := in.watcher.Current().Global.Version; v != 1 {
+		t.Errorf("version in force = %d after a refused put, want 1", v)
 	}
 }
