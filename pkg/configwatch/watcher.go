@@ -188,31 +188,50 @@ func (w *Watcher) run(ctx context.Context) {
 }
 
 // apply folds one entry into the snapshot and reports whether the snapshot changed.
+//
+// A value is applied only if it decodes, validates, carries a version in
+// 1..fleetconfig.MaxVersion and is within fleetconfig.MaxDocumentBytes, and only if its
+// version is above the one in force for its key (the same version with the same
+// content is no change; with different content it is refused). So no value written
+// straight into the bucket can move a service to a lower version or swap the content
+// of the version in force. A value refused while nothing from the bucket is in force for
+// its key (a replica starting over a bad newest value) is replaced by the newest good
+// value of the key's history.
 func (w *Watcher) apply(e jetstream.KeyValueEntry) bool {
 	key := e.Key()
 	deleted := e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	switch {
 	case key == events.GlobalConfigKey:
 		if deleted {
-			w.rejectLocked(key, e.Revision(), errors.New("the global config was deleted; keeping the last good one"))
+			w.reject(key, e.Revision(), errors.New("the global config was deleted; keeping the last good one"))
 			return false
 		}
-		g, err := fleetconfig.DecodeGlobalJSON(e.Value())
-		if err == nil {
-			err = g.Validate()
-		}
+		g, err := fleetconfig.DecodeStoredGlobal(key, e.Value())
 		if err != nil {
-			w.rejectLocked(key, e.Revision(), err)
-			return false
+			w.reject(key, e.Revision(), err)
+			if w.Current().Global.Version != 0 {
+				return false
+			}
+			var rev uint64
+			if g, rev, err = newestGood(w.kv, key, func(b []byte) (fleetconfig.Global, error) { return fleetconfig.DecodeStoredGlobal(key, b) }); err != nil {
+				return false
+			}
+			w.opts.Log.Warn("the newest global config is refused; applying the newest good one of its history", "revision", rev, "version", g.Version)
 		}
-		if g.Version == w.snap.Global.Version && w.snap.Global.Version != 0 {
-			return false
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		in := w.snap.Global
+		if in.Version != 0 {
+			if err := checkNewer(g.Version, in.Version, len(fleetconfig.Diff(in, g)) > 0); err != nil {
+				if !errors.Is(err, errSame) {
+					w.rejectLocked(key, e.Revision(), err)
+				}
+				return false
+			}
 		}
 		w.snap = Snapshot{Global: g, Regions: w.snap.Regions, AppliedAt: time.Now()}
 		w.m.applied.WithLabelValues(key).Set(float64(g.Version))
-		w.opts.Log.Info("config applied", "key", key, "version", g.Version, "revision", e.Revision())
+		w.opts.Log.Info("config applied", "key", key, "version", g.Version, "previous", in.Version, "revision", e.Revision())
 		return true
 	default:
 		region, ok := events.RegionFromConfigKey(key)
@@ -220,28 +239,93 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) bool {
 			w.opts.Log.Debug("ignoring unknown key in the config bucket", "key", key)
 			return false
 		}
-		regions := maps.Clone(w.snap.Regions)
 		if deleted {
-			if _, had := regions[region]; !had {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if _, had := w.snap.Regions[region]; !had {
 				return false
 			}
+			regions := maps.Clone(w.snap.Regions)
 			delete(regions, region)
-		} else {
-			r, err := fleetconfig.DecodeRegionJSON(e.Value())
-			if err == nil {
-				err = r.Validate(region)
-			}
-			if err != nil {
-				w.rejectLocked(key, e.Revision(), err)
+			w.snap = Snapshot{Global: w.snap.Global, Regions: regions, AppliedAt: time.Now()}
+			w.opts.Log.Info("regional config deleted", "key", key, "revision", e.Revision())
+			return true
+		}
+		decode := func(b []byte) (fleetconfig.Region, error) { return fleetconfig.DecodeStoredRegion(key, region, b) }
+		r, err := decode(e.Value())
+		if err != nil {
+			w.reject(key, e.Revision(), err)
+			if _, had := w.Current().Regions[region]; had {
 				return false
 			}
-			regions[region] = r
-			w.m.applied.WithLabelValues(key).Set(float64(r.Version))
+			var rev uint64
+			if r, rev, err = newestGood(w.kv, key, decode); err != nil {
+				return false
+			}
+			w.opts.Log.Warn("the newest regional config is refused; applying the newest good one of its history", "key", key, "revision", rev, "version", r.Version)
 		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if in, had := w.snap.Regions[region]; had {
+			if err := checkNewer(r.Version, in.Version, len(fleetconfig.DiffRegion(in, r)) > 0); err != nil {
+				if !errors.Is(err, errSame) {
+					w.rejectLocked(key, e.Revision(), err)
+				}
+				return false
+			}
+		}
+		regions := maps.Clone(w.snap.Regions)
+		regions[region] = r
+		w.m.applied.WithLabelValues(key).Set(float64(r.Version))
 		w.snap = Snapshot{Global: w.snap.Global, Regions: regions, AppliedAt: time.Now()}
-		w.opts.Log.Info("regional config applied", "key", key, "deleted", deleted, "revision", e.Revision())
+		w.opts.Log.Info("regional config applied", "key", key, "version", r.Version, "revision", e.Revision())
 		return true
 	}
+}
+
+// errSame is checkNewer's answer for the version in force, unchanged.
+var errSame = errors.New("the version in force")
+
+// checkNewer accepts a version above the one in force; the version in force itself is
+// errSame when its content is unchanged and an error otherwise, as is a lower version.
+func checkNewer(version, inForce uint64, differs bool) error {
+	switch {
+	case version > inForce:
+		return nil
+	case version == inForce && !differs:
+		return errSame
+	case version == inForce:
+		return fmt.Errorf("version %d is the version in force with different content; a new version must be written for a change", version)
+	default:
+		return fmt.Errorf("version %d is below the version in force, %d; versions only go up", version, inForce)
+	}
+}
+
+// newestGood returns the newest value of key's kept history that decode accepts, with
+// its revision.
+func newestGood[T any](kv jetstream.KeyValue, key string, decode func([]byte) (T, error)) (T, uint64, error) {
+	var zero T
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hist, err := kv.History(ctx, key)
+	if err != nil {
+		return zero, 0, err
+	}
+	for i := len(hist) - 1; i >= 0; i-- {
+		if hist[i].Operation() != jetstream.KeyValuePut {
+			break // deleted: nothing older is in force
+		}
+		if v, err := decode(hist[i].Value()); err == nil {
+			return v, hist[i].Revision(), nil
+		}
+	}
+	return zero, 0, fmt.Errorf("%s: no good value in the kept history", key)
+}
+
+func (w *Watcher) reject(key string, rev uint64, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rejectLocked(key, rev, err)
 }
 
 func (w *Watcher) rejectLocked(key string, rev uint64, err error) {

@@ -3,6 +3,8 @@ package configwatch_test
 import (
 	"context"
 	"encoding/json"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,4 +183,74 @@ func rejected(t *testing.T, reg *prometheus.Registry, key string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestVersionsNeverGoBack writes values straight into the bucket: a schema-valid config
+// with no version, a lower version, the version in force with other content and an
+// absurd version are refused, and the version in force stays; a higher version applies.
+func TestVersionsNeverGoBack(t *testing.T) {
+	f := start(t, func(f *fixture) { f.put(t, "global", global(2, 0.2)) })
+	noVersion := fleetconfig.Defaults().Global
+	noVersion.SamplingRate = 0.9
+	bad := []any{noVersion, global(1, 0.1), global(2, 0.3), global(math.MaxUint64, 0.4), global(fleetconfig.MaxVersion+1, 0.4)}
+	for _, v := range bad {
+		f.put(t, "global", v)
+	}
+	natstest.Eventually(t, 5*time.Second, func() bool { return f.w.Report().Rejected == uint64(len(bad)) }, "every bad value refused")
+	if g := f.w.Current().Global; g.Version != 2 || g.SamplingRate != 0.2 {
+		t.Fatalf("in force: version %d rate %v, want 2 / 0.2", g.Version, g.SamplingRate)
+	}
+	f.put(t, "global", global(2, 0.2)) // the version in force again: no change, no rejection
+	f.put(t, "global", global(3, 0.3))
+	natstest.Eventually(t, 5*time.Second, func() bool { return f.w.Current().Global.Version == 3 }, "version 3 applied")
+	if r := f.w.Report().Rejected; r != uint64(len(bad)) {
+		t.Errorf("rejected %d, want %d (the version in force rewritten unchanged is no rejection)", r, len(bad))
+	}
+	for _, s := range f.seen() {
+		if s.Global.Version != 2 && s.Global.Version != 3 {
+			t.Errorf("a listener saw version %d", s.Global.Version)
+		}
+	}
+
+	r := fleetconfig.DefaultRegion()
+	r.Version, r.RegionalSamplingRate = 5, 0.5
+	f.put(t, "region.eu", r)
+	natstest.Eventually(t, 5*time.Second, func() bool { return f.w.Current().Region("eu").Version == 5 }, "region applied")
+	r.Version, r.RegionalSamplingRate = 4, 0.1
+	f.put(t, "region.eu", r)
+	natstest.Eventually(t, 5*time.Second, func() bool { return rejected(t, f.reg, "region.eu") == 1 }, "lower regional version refused")
+	if got := f.w.Current().Region("eu"); got.Version != 5 || got.RegionalSamplingRate != 0.5 {
+		t.Errorf("region in force %d / %v, want 5 / 0.5", got.Version, got.RegionalSamplingRate)
+	}
+}
+
+// TestStartsFromTheNewestGoodValue starts a watcher over a bucket whose newest global
+// value is refused: it applies the newest good one of the history, not the defaults.
+func TestStartsFromTheNewestGoodValue(t *testing.T) {
+	noVersion := fleetconfig.Defaults().Global
+	noVersion.SamplingRate = 0.9
+	f := start(t, func(f *fixture) {
+		f.put(t, "global", global(1, 0.1))
+		f.put(t, "global", global(2, 0.2))
+		f.put(t, "global", noVersion)
+	})
+	if g := f.w.Current().Global; g.Version != 2 || g.SamplingRate != 0.2 {
+		t.Fatalf("in force at start: version %d rate %v, want 2 / 0.2", g.Version, g.SamplingRate)
+	}
+}
+
+// TestRefusesOversizedValues puts a document over fleetconfig.MaxDocumentBytes and one
+// whose updated_by is over fleetconfig.MaxUpdatedByLen.
+func TestRefusesOversizedValues(t *testing.T) {
+	f := start(t, func(f *fixture) { f.put(t, "global", global(1, 0.1)) })
+	big := global(2, 0.2)
+	big.Metadata = map[string]string{"pad": strings.Repeat("x", fleetconfig.MaxDocumentBytes)}
+	longBy := global(3, 0.3)
+	longBy.UpdatedBy = strings.Repeat("b", 500_000)
+	f.put(t, "global", big)
+	f.put(t, "global", longBy)
+	natstest.Eventually(t, 5*time.Second, func() bool { return f.w.Report().Rejected == 2 }, "both refused")
+	if r := f.w.Report(); r.GlobalVersion != 1 || !strings.Contains(r.LastError, "limit") {
+		t.Fatalf("report %+v", r)
+	}
 }

@@ -52,11 +52,7 @@ func globalDoc() docType[fleetconfig.Global] {
 	return docType[fleetconfig.Global]{
 		key: events.GlobalConfigKey,
 		load: func(b []byte) (fleetconfig.Global, error) {
-			g, err := fleetconfig.DecodeGlobalJSON(b)
-			if err == nil {
-				err = g.Validate()
-			}
-			return g, err
+			return fleetconfig.DecodeStoredGlobal(events.GlobalConfigKey, b)
 		},
 		stamp: func(g *fleetconfig.Global) (*uint64, *time.Time, *string) {
 			return &g.Version, &g.UpdatedAt, &g.UpdatedBy
@@ -73,11 +69,7 @@ func regionDoc(region string) (docType[fleetconfig.Region], error) {
 	return docType[fleetconfig.Region]{
 		key: key,
 		load: func(b []byte) (fleetconfig.Region, error) {
-			r, err := fleetconfig.DecodeRegionJSON(b)
-			if err == nil {
-				err = r.Validate(region)
-			}
-			return r, err
+			return fleetconfig.DecodeStoredRegion(key, region, b)
 		},
 		stamp: func(r *fleetconfig.Region) (*uint64, *time.Time, *string) {
 			return &r.Version, &r.UpdatedAt, &r.UpdatedBy
@@ -131,9 +123,15 @@ func (e *storedInvalidError) Unwrap() error { return e.err }
 
 // put writes doc as the next version of d's key with a revision check. ifVersion, when
 // non-nil, must equal the stored version. The new version is one above the highest
-// version found in the key's history, so versions stay monotonic even over a garbage
-// value written straight into the bucket.
+// valid version in the key's kept history (and above the version in force), so versions
+// only go up even over values written straight into the bucket; stored values with a
+// version of 0 or above fleetconfig.MaxVersion are not valid and do not count. by longer
+// than fleetconfig.MaxUpdatedByLen and a document encoding to more than
+// fleetconfig.MaxDocumentBytes are refused with an error matching fleetconfig.ErrInvalid.
 func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, ifVersion *uint64) (Change, error) {
+	if err := fleetconfig.CheckUpdatedBy(by); err != nil {
+		return Change{}, &fleetconfig.ValidationError{Problems: []fleetconfig.Problem{{Path: "by", Message: err.Error()}}}
+	}
 	old, rev, err := current(ctx, s.kv, d)
 	var invalid *storedInvalidError
 	if err != nil && !errors.As(err, &invalid) {
@@ -159,15 +157,23 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 		return Change{Key: d.key, OldVersion: *oldVersion, NewVersion: *oldVersion, By: by, Revision: rev, Unchanged: true}, nil
 	}
 	next := *oldVersion + 1
-	if invalid != nil {
-		if top, err := highestVersion(ctx, s.kv, d); err == nil && top >= next {
-			next = top + 1
+	if rev != 0 {
+		top, err := highestVersion(ctx, s.kv, d)
+		if err != nil {
+			return Change{}, err
 		}
+		next = max(next, top+1)
+	}
+	if next > fleetconfig.MaxVersion {
+		return Change{}, fmt.Errorf("%w: %s is at version %d, the highest there is (fleetconfig.MaxVersion)", ErrConflict, d.key, next-1)
 	}
 	v, at, who := d.stamp(&doc)
 	*v, *at, *who = next, s.now().UTC(), by
 	data, err := json.Marshal(doc)
 	if err != nil {
+		return Change{}, err
+	}
+	if err := fleetconfig.CheckDocumentSize(d.key, len(data)); err != nil {
 		return Change{}, err
 	}
 	var newRev uint64

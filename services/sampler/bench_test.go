@@ -7,6 +7,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/registered"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -17,7 +18,8 @@ import (
 // serving (precomputed Jaeger responses). bytes/decision is the stored value's size.
 func BenchmarkDecision10kServices(b *testing.B) {
 	const services, collectors = 10_000, 100
-	loads := NewLoads(time.Hour)
+	members := registered.NewSet()
+	loads := NewLoads(time.Hour, members)
 	now := time.Now()
 	for c := range collectors {
 		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
@@ -27,6 +29,7 @@ func BenchmarkDecision10kServices(b *testing.B) {
 			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%05d", s), SpansPerSec: q})
 			r.QPS += q
 		}
+		members.Put(&events.Registration{Region: r.Region, ID: r.Collector})
 		loads.Add(r, now)
 	}
 	g := fleetconfig.Defaults().Global
@@ -48,4 +51,53 @@ func BenchmarkDecision10kServices(b *testing.B) {
 		api.Install(&d)
 	}
 	b.ReportMetric(float64(size), "bytes/decision")
+}
+
+// BenchmarkLoadsObserve100k sums the reports of 100,000 collectors (5 services each),
+// without the registered rule and with it (every collector registered: the rule's cost
+// is one set lookup per collector per decision).
+func BenchmarkLoadsObserve100k(b *testing.B) {
+	const collectors = 100_000
+	now := time.Now()
+	members := registered.NewSet()
+	for _, bc := range []struct {
+		name    string
+		members Members
+	}{{"no rule", nil}, {"registered only", members}} {
+		b.Run(bc.name, func(b *testing.B) {
+			loads := NewLoads(time.Hour, bc.members)
+			for c := range collectors {
+				r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, QPS: 10, Capacity: 100}
+				for s := range 5 {
+					r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%d", (c+s)%50), SpansPerSec: 2})
+				}
+				members.Put(&events.Registration{Region: r.Region, ID: r.Collector})
+				loads.Add(r, now)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if obs := loads.Observe(now); obs.Collectors != collectors {
+					b.Fatal(obs.Collectors)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLoadsAddUnregisteredFlood adds reports of collectors that never registered
+// once the waiting table is full: the cost of each report of a flood.
+func BenchmarkLoadsAddUnregisteredFlood(b *testing.B) {
+	members := registered.NewSet()
+	loads := NewLoads(time.Hour, members)
+	now := time.Now()
+	reports := make([]events.LoadReport, 2*MaxWaitingCollectors)
+	for i := range reports {
+		reports[i] = events.LoadReport{V: 1, Region: "r1", Collector: fmt.Sprintf("fake-%d", i), At: now, QPS: 1e6}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		loads.Add(reports[i%len(reports)], now)
+		i++
+	}
 }

@@ -8,10 +8,12 @@
 //
 // Run any number of replicas. Every replica
 //
-//   - consumes the OTLP_LOAD stream (an ordered consumer starting at the last report of
-//     every collector) and keeps each collector's latest report, which counts for
-//     Config.ReportTTL after the NATS server stored it: fleet spans/s per service is the
-//     sum over live collectors;
+//   - follows the registered collectors (pkg/registered, the rule topology uses too)
+//     and consumes the OTLP_LOAD stream (an ordered consumer starting at the last report
+//     of every collector), keeping each registered collector's latest report, which
+//     counts for Config.ReportTTL after the NATS server stored it: fleet spans/s per
+//     service is the sum over live registered collectors (reports of unregistered ones
+//     wait, uncounted and bounded by MaxWaitingCollectors, for their registration);
 //   - watches the stored decision and serves it: GET /sampling?service=NAME on
 //     Config.Addr (see API) and the micro endpoint otlp.sampler.decision (micro service
 //     otlp-sampler);
@@ -20,8 +22,11 @@
 // Only the leader computes. Every Config.Interval (and at once when the config
 // changes) it computes a decision inside its term and stores it by compare-and-set
 // (Store.Write): it refuses to replace a decision whose fencing token is newer than its
-// own, and the revision check closes the race between that read and the write, so the
-// stored tokens never decrease and a deposed leader can never overwrite its successor.
+// own and was issued by the lease store (while the role's lease holds the leader's own
+// token, a larger stored token was never issued and is replaced), and the revision
+// check closes the race between that read and the write, so the stored tokens of live
+// terms never decrease and a deposed leader can never overwrite its successor. Each
+// version is above every trusted version stored before (MaxVersion bounds the trusted).
 // A new leader seeds its smoothing and degradation state from the stored decision, so
 // a failover neither restarts the EWMA nor re-announces a degradation. After each
 // stored decision the leader publishes otlp.events.sampling.decision (a summary), and

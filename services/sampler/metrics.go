@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "otelfleet_sampler_live_collectors", Help: "Collectors whose load reports the leader's last decision used.",
 		})),
 		reports: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "otelfleet_sampler_load_reports_total", Help: "Load reports consumed, by result: ok, invalid, collector_limit (a new collector beyond MaxTrackedCollectors).",
+			Name: "otelfleet_sampler_load_reports_total", Help: "Load reports consumed, by result: ok, invalid, unregistered (held, uncounted, until the collector registers), unregistered_limit (a new unregistered collector beyond MaxWaitingCollectors), collector_limit (a new registered collector beyond MaxTrackedCollectors).",
 		}, []string{"result"})),
 		served: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_sampler_decision_version", Help: "Version of the decision this replica serves.",

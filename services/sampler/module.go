@@ -86,9 +86,8 @@ func Provide(p Params) (Result, error) {
 		Name:        events.ServiceSampler,
 		Description: "otelfleet sampling coordination: the decision in force",
 		Ready:       svc.Ready(),
-		Run: func(ctx context.Context, b *natsconn.Buckets) error {
-			svc.Start(b)
-			<-ctx.Done()
+		Run: func(_ context.Context, b *natsconn.Buckets) error {
+			svc.Start(b) // starts the service's goroutines; Stop ends them
 			return nil
 		},
 		Endpoints: svc.Endpoints,

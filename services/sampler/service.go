@@ -22,10 +22,12 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
+	"github.com/otelfleet/otelfleet/pkg/lease"
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/microapi"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registered"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -71,20 +73,22 @@ type Service struct {
 
 	kick chan struct{} // a config change: decide now
 
+	// members are the registered collectors: only their reports count.
+	members *registered.Set
+
 	mu      sync.Mutex
 	addr    net.Addr // the Jaeger API's listen address, once listening
 	store   *Store
 	stored  bool // a stored decision is installed (not the provisional one)
 	started bool
 
-	ready       chan struct{} // the stored decision (or its absence) is loaded
-	readyOnce   sync.Once
-	synced      chan struct{} // the load reports held by the stream are replayed
-	syncedOnce  sync.Once
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
-	provisional *events.Decision
+	ready      chan struct{} // the stored decision (or its absence) is loaded
+	readyOnce  sync.Once
+	synced     chan struct{} // the load reports held by the stream are replayed
+	syncedOnce sync.Once
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 // New returns a replica; Start starts it once the contract's buckets exist.
@@ -110,8 +114,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("sampler: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	members := registered.NewSet()
 	s := &Service{
-		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL), now: now,
+		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members), members: members, now: now,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
 		ctx: ctx, cancel: cancel,
 	}
@@ -153,8 +158,10 @@ func (s *Service) Loads() *Loads { return s.loads }
 // case the config's static rates are served until a leader stores one).
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
-// Start starts consuming load reports and watching the stored decision in b.Sampling.
-// It returns at once; Stop stops it.
+// Start starts following the registered collectors in b.Registry, consuming load
+// reports (once the registry is loaded) and watching the stored decision in b.Sampling;
+// decisions are fenced by the sampler role's lease in b.Leases. It returns at once;
+// Stop stops it.
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -163,9 +170,24 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	}
 	s.started = true
 	s.store = NewStore(b.Sampling)
-	s.wg.Add(3)
+	if key, err := events.LeaseKey(events.ServiceSampler); err == nil && b.Leases != nil {
+		s.store.FencedBy(lease.NewKV(s.d.NC, b.Leases, key), s.log)
+	}
+	registryLoaded := make(chan struct{})
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
+		registered.Watch(s.ctx, s.d.NC, b.Registry, s.members, registered.Options{
+			Log: s.log, Loaded: func() { close(registryLoaded) },
+		})
+	}()
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-registryLoaded:
+		case <-s.ctx.Done():
+			return
+		}
 		s.consumeLoads()
 	}()
 	go func() {
@@ -220,6 +242,7 @@ func (s *Service) onDecision(e jetstream.KeyValueEntry) {
 		return
 	}
 	s.stored = true
+	s.store.Observe(d.Version)
 	s.install(&d)
 }
 
@@ -247,7 +270,6 @@ func (s *Service) installProvisionalLocked() {
 	d := strategy.Compute(p, strategy.Inputs{})
 	d.V, d.ConfigVersion, d.At = events.DecisionVersion, g.Version, s.now()
 	d.Strategy = "provisional:" + d.Strategy
-	s.provisional = &d
 	s.install(&d)
 }
 
@@ -277,12 +299,18 @@ func (s *Service) ingest(msg jetstream.Msg) {
 		s.log.Debug("load report rejected", "subject", msg.Subject(), "err", err)
 		return
 	}
-	if !s.loads.Add(r, seen) {
+	switch s.loads.Add(r, seen) {
+	case Counted:
+		s.m.reports.WithLabelValues("ok").Inc()
+	case Waiting:
+		s.m.reports.WithLabelValues("unregistered").Inc()
+	case WaitingLimit:
+		s.m.reports.WithLabelValues("unregistered_limit").Inc()
+		s.log.Debug("load report dropped: too many unregistered collectors waiting", "subject", msg.Subject(), "limit", MaxWaitingCollectors)
+	case CollectorLimit:
 		s.m.reports.WithLabelValues("collector_limit").Inc()
 		s.log.Debug("load report dropped: too many collectors tracked", "subject", msg.Subject(), "limit", MaxTrackedCollectors)
-		return
 	}
-	s.m.reports.WithLabelValues("ok").Inc()
 }
 
 // Lead computes and stores a decision at once and then every interval, until t.Ctx
@@ -310,9 +338,9 @@ func (s *Service) Lead(t election.Term) {
 	}
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
-	var pending []*strategy.Transition
+	lt := leaderTerm{t: t, eng: eng, log: log}
 	for {
-		pending = s.decide(t, eng, pending, log)
+		s.decide(&lt)
 		select {
 		case <-t.Ctx.Done():
 			return
@@ -322,80 +350,145 @@ func (s *Service) Lead(t election.Term) {
 	}
 }
 
+// leaderTerm is the state of one term's decision loop.
+type leaderTerm struct {
+	t   election.Term
+	eng *strategy.Engine
+	log *slog.Logger
+	// pending holds the transitions whose decision could not be stored, to be published
+	// with the next decision that is.
+	pending []*strategy.Transition
+	// written counts the decisions stored in this term; failures counts the attempts
+	// since the last one stored (0 once one is).
+	written, failures int
+}
+
 // decide computes one decision, stores it by compare-and-set and publishes its events.
-// Transitions whose decision could not be stored are returned, to be published with
-// the next decision that is.
-func (s *Service) decide(t election.Term, eng *strategy.Engine, pending []*strategy.Transition, log *slog.Logger) []*strategy.Transition {
+func (s *Service) decide(lt *leaderTerm) {
+	d, obs := s.compute(lt)
+	data, err := s.encode(&d)
+	if err != nil {
+		s.m.decisions.WithLabelValues("failed").Inc()
+		lt.log.Error("sampling decision cannot be encoded", "err", err)
+		lt.failures++
+		return
+	}
+	if lt.t.Ctx.Err() != nil {
+		return // the term ended while computing: write nothing
+	}
+	if !s.write(lt, &d) {
+		return
+	}
+	s.m.decisions.WithLabelValues("written").Inc()
+	s.m.bytes.Set(float64(len(data)))
+	s.logStored(lt, &d, obs)
+	s.publishTransitions(lt, &d)
+	s.publish(events.EventSamplingDecision, &d, "")
+}
+
+// compute steps the engine over the live load and stamps the decision with this term,
+// the config version and the regional multipliers.
+func (s *Service) compute(lt *leaderTerm) (events.Decision, strategy.Observation) {
 	now := s.now()
 	snap := s.d.Config.Current()
 	g := snap.Global
 	p := events.SamplingParams{SamplingRate: g.SamplingRate, Strategies: g.SamplingStrategies, Degradation: g.Degradation}
 	obs := s.loads.Observe(now)
 	start := time.Now()
-	d, tr := eng.Step(p, obs, now)
+	d, tr := lt.eng.Step(p, obs, now)
 	s.m.duration.Observe(time.Since(start).Seconds())
 	s.m.collectors.Set(float64(obs.Collectors))
 	if tr != nil {
-		pending = append(pending, tr)
+		lt.pending = append(lt.pending, tr)
 	}
-	d.V, d.Leader, d.Token = events.DecisionVersion, s.d.Instance, t.Token
+	d.V, d.Leader, d.Token = events.DecisionVersion, s.d.Instance, lt.t.Token
 	d.IntervalMS, d.ConfigVersion = s.cfg.Interval.Milliseconds(), g.Version
-	for name, r := range snap.Regions {
-		if r.RegionalSamplingRate != 1 && events.CheckToken("region", name) == nil {
-			if d.Regions == nil {
-				d.Regions = map[string]float64{}
-			}
-			d.Regions[name] = min(max(r.RegionalSamplingRate, 0), 1)
-		}
-	}
+	d.Regions = regionMultipliers(snap.Regions)
 	if _, ok := p.Strategy(fleetconfig.StrategyAdaptive); ok {
 		d.LowerBoundTPS = s.cfg.LowerBoundTPS
 	}
-	// Leave room for headers under the server's max payload (1 MB by default).
+	return d, obs
+}
+
+// regionMultipliers returns the regional sampling rates other than 1 (clamped to
+// [0, 1]) of the regions with valid names; nil when there are none.
+func regionMultipliers(regions map[string]fleetconfig.Region) map[string]float64 {
+	var out map[string]float64
+	for name, r := range regions {
+		if r.RegionalSamplingRate != 1 && events.CheckToken("region", name) == nil {
+			if out == nil {
+				out = map[string]float64{}
+			}
+			out[name] = min(max(r.RegionalSamplingRate, 0), 1)
+		}
+	}
+	return out
+}
+
+// encode fits d under the server's max payload (1 MB by default), leaving room for
+// headers.
+func (s *Service) encode(d *events.Decision) ([]byte, error) {
 	maxBytes := events.MaxPayloadBytes
 	if mp := int(s.d.NC.MaxPayload()); mp > 0 {
 		maxBytes = min(maxBytes, mp-4096)
 	}
-	data, err := fit(&d, maxBytes)
-	if err != nil {
-		s.m.decisions.WithLabelValues("failed").Inc()
-		log.Error("sampling decision cannot be encoded", "err", err)
-		return pending
-	}
-	if t.Ctx.Err() != nil {
-		return pending // the term ended while computing: write nothing
-	}
-	ctx, cancel := context.WithTimeout(t.Ctx, max(s.cfg.Interval, 2*time.Second))
+	return fit(d, maxBytes)
+}
+
+// write stores d by compare-and-set and reports whether it did; a failure is counted
+// and logged.
+func (s *Service) write(lt *leaderTerm, d *events.Decision) bool {
+	ctx, cancel := context.WithTimeout(lt.t.Ctx, max(s.cfg.Interval, 2*time.Second))
 	defer cancel()
-	if _, err := s.store.Write(ctx, &d); err != nil {
-		switch {
-		case errors.Is(err, ErrStale):
-			s.m.decisions.WithLabelValues("stale").Inc()
-			log.Warn("not storing the decision: a newer leader term has stored one", "err", err)
-		case t.Ctx.Err() != nil:
-			s.m.decisions.WithLabelValues("stale").Inc()
-		default:
-			s.m.decisions.WithLabelValues("failed").Inc()
-			log.Warn("storing the sampling decision failed; retrying next interval", "err", err)
-		}
-		return pending
+	_, err := s.store.Write(ctx, d)
+	if err == nil {
+		return true
 	}
-	s.m.decisions.WithLabelValues("written").Inc()
-	s.m.bytes.Set(float64(len(data)))
-	log.Debug("sampling decision stored", "version", d.Version, "strategy", d.Strategy, "global_rate", d.GlobalRate,
-		"degraded", d.Degraded, "services", len(d.Services), "kept_qps", d.Inputs.KeptQPS, "collectors", obs.Collectors)
-	for _, tr := range pending {
+	lt.failures++
+	switch {
+	case errors.Is(err, ErrStale):
+		s.m.decisions.WithLabelValues("stale").Inc()
+		lt.log.Warn("not storing the decision: a newer leader term has stored one", "err", err)
+	case lt.t.Ctx.Err() != nil:
+		s.m.decisions.WithLabelValues("stale").Inc()
+	default:
+		s.m.decisions.WithLabelValues("failed").Inc()
+		lt.log.Warn("storing the sampling decision failed; retrying next interval", "err", err, "failures", lt.failures)
+	}
+	return false
+}
+
+// logStored logs a stored decision: at info for the first of the term and the first
+// after failures (so a leader that recovered shows at info), at debug otherwise.
+func (s *Service) logStored(lt *leaderTerm, d *events.Decision, obs strategy.Observation) {
+	msg, level := "sampling decision stored", slog.LevelDebug
+	switch {
+	case lt.written == 0:
+		msg, level = "first sampling decision of this term stored", slog.LevelInfo
+	case lt.failures > 0:
+		msg, level = "sampling decisions resumed", slog.LevelInfo
+	}
+	lt.log.Log(context.Background(), level, msg, "version", d.Version, "strategy", d.Strategy, "global_rate", d.GlobalRate,
+		"degraded", d.Degraded, "services", len(d.Services), "kept_qps", d.Inputs.KeptQPS, "collectors", obs.Collectors,
+		"failed_attempts", lt.failures)
+	lt.written++
+	lt.failures = 0
+}
+
+// publishTransitions publishes the degradation transitions pending, now that a
+// decision carrying them is stored.
+func (s *Service) publishTransitions(lt *leaderTerm, d *events.Decision) {
+	for _, tr := range lt.pending {
 		to := "recovered"
 		typ := events.EventSamplingRecovered
 		if tr.Degraded {
 			to, typ = "degraded", events.EventSamplingDegraded
 		}
 		s.m.transitions.WithLabelValues(to).Inc()
-		log.Warn("sampling "+to, "reason", tr.Reason, "version", d.Version)
-		s.publish(typ, &d, tr.Reason)
+		lt.log.Warn("sampling "+to, "reason", tr.Reason, "version", d.Version)
+		s.publish(typ, d, tr.Reason)
 	}
-	s.publish(events.EventSamplingDecision, &d, "")
-	return nil
+	lt.pending = nil
 }
 
 // publish sends a sampling event summarising d. The OTLP_EVENTS stream captures it.
@@ -406,7 +499,7 @@ func (s *Service) publish(typ events.EventType, d *events.Decision, reason strin
 		Utilization: d.Inputs.Utilization, FleetQPS: d.Inputs.FleetQPS, KeptQPS: d.Inputs.KeptQPS,
 		Services: len(d.Services), Reason: reason, At: d.At,
 	}
-	m, err := events.NewMsg(s.d.NS.EventSubject(typ), "otelfleet/sampler/"+s.d.Instance, e)
+	m, err := events.NewMsg(s.d.NS.EventSubject(typ), events.Source(events.ServiceSampler, s.d.Instance), e)
 	if err != nil {
 		s.log.Error("sampling event cannot be encoded", "err", err)
 		return

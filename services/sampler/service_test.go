@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
@@ -168,8 +170,30 @@ func testLog(t *testing.T, id string) *slogLogger {
 	return newTestLogger(id)
 }
 
-// publishLoad publishes one load report per collector: services split evenly.
+// register stores the collector's registration in the registry bucket: only registered
+// collectors' reports count.
+func (f *fixture) register(t *testing.T, region, collector string) {
+	t.Helper()
+	at := time.Now()
+	data, err := events.Encode(events.Registration{V: events.RegistrationVersion, ID: collector, InstanceKind: events.KindCollector,
+		Region: region, Health: events.Health{Status: events.HealthHealthy}, RegisteredAt: at, UpdatedAt: at, Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.b.Registry.Put(context.Background(), events.KindCollector+"."+region+"."+collector, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishLoad registers the collector and publishes one load report for it.
 func (f *fixture) publishLoad(t *testing.T, region, collector string, capacity float64, services map[string]float64) {
+	t.Helper()
+	f.register(t, region, collector)
+	f.publishUnregistered(t, region, collector, capacity, services)
+}
+
+// publishUnregistered publishes one load report of a collector, registered or not.
+func (f *fixture) publishUnregistered(t *testing.T, region, collector string, capacity float64, services map[string]float64) {
 	t.Helper()
 	r := events.LoadReport{V: events.LoadReportVersion, Region: region, Collector: collector, At: time.Now(), IntervalMS: 1000, Capacity: capacity, Healthy: true}
 	for name, q := range services {
@@ -312,8 +336,9 @@ func TestStoreWrite(t *testing.T) {
 		if _, err := st.Write(ctx, d); err != nil {
 			t.Fatal(err)
 		}
-		if d.Version != rev+1 {
-			t.Fatalf("version after garbage %d, want %d", d.Version, rev+1)
+		_ = rev
+		if d.Version != 5 {
+			t.Fatalf("version after garbage %d, want 5 (above the highest stored, 4)", d.Version)
 		}
 	})
 }
@@ -534,7 +559,15 @@ func TestDegradationEvents(t *testing.T) {
 		t.Fatalf("degraded decision: degraded %v cart %v payment %v", d.Degraded, d.RateFor("cart"), d.RateFor("payment"))
 	}
 	f.publishLoad(t, "r1", "c1", 1000, map[string]float64{"cart": 650, "payment": 50}) // 70%: hysteresis
-	time.Sleep(2500 * time.Millisecond)                                                // two intervals: no event may come
+	// Two decisions computed over the 70% load: neither may recover.
+	var at70 uint64
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		d, ok := log.last()
+		if ok && at70 == 0 && d.Inputs.FleetQPS == 700 {
+			at70 = d.Version
+		}
+		return at70 != 0 && ok && d.Version > at70
+	}, "two decisions over the 70%% load")
 	if m, err := rec.NextMsg(10 * time.Millisecond); err == nil {
 		t.Fatalf("recovered at 70%% (recovery threshold 60%%): %s", m.Data)
 	}
@@ -655,4 +688,141 @@ func TestSubnormalCapacityStillDecides(t *testing.T) {
 	}
 	_ = r
 	log.check(t)
+}
+
+// TestHostileTokenDoesNotFenceTheLiveTerm writes values with a token no term was issued
+// straight into the decision key: the live leader replaces them at its next interval,
+// and versions keep rising above every version stored before (a hostile value's low or
+// absurd version included).
+func TestHostileTokenDoesNotFenceTheLiveTerm(t *testing.T) {
+	f := newFixture(t)
+	log := f.watchDecisions(t)
+	f.publishLoad(t, "r1", "c1", 1000, map[string]float64{"cart": 100})
+	r := f.startReplica(t, "s1", testConfig())
+	natstest.Eventually(t, 10*time.Second, func() bool { d, ok := log.last(); return ok && d.Version >= 3 }, "three decisions")
+	first, _ := log.last()
+	ctx := context.Background()
+	hostile := []struct {
+		name string
+		data func() []byte
+	}{
+		{"bare token", func() []byte { return []byte(`{"token":18446744073709551615}`) }},
+		{"decision with a huge token and a low version", func() []byte {
+			d := *dec(math.MaxUint64)
+			d.Version, d.Leader = 2, "intruder"
+			data, err := events.Encode(&d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return data
+		}},
+		{"absurd version", func() []byte {
+			d := *dec(1)
+			d.Version = math.MaxUint64
+			data, _ := events.Encode(&d)
+			return data
+		}},
+	}
+	for _, h := range hostile {
+		before, _ := log.last()
+		if _, err := f.b.Sampling.Put(ctx, events.DecisionKey, h.data()); err != nil {
+			t.Fatal(err)
+		}
+		natstest.Eventually(t, 10*time.Second, func() bool {
+			d, ok := log.last()
+			// A loaded machine may end the term (lease TTL 1s) and start another: any
+			// live term of s1 will do.
+			return ok && d.Leader == "s1" && d.Token >= first.Token && d.Version > before.Version && d.Version < MaxVersion
+		}, "%s: the live leader's decision is stored again, above version %d", h.name, before.Version)
+	}
+	_ = r
+	checkVersionsRise(t, log)
+}
+
+// checkVersionsRise asserts the versions the sampler wrote strictly increase (values
+// written by hand are skipped).
+func checkVersionsRise(t *testing.T, log *decisionLog) {
+	t.Helper()
+	var prev uint64
+	for _, d := range log.snapshot() {
+		if d.Leader == "intruder" || d.Version >= MaxVersion || d.Token == 1 && d.Leader != "s1" {
+			continue
+		}
+		if d.Version <= prev {
+			t.Fatalf("version %d after %d", d.Version, prev)
+		}
+		prev = d.Version
+	}
+}
+
+// TestRecreatedLeasesBucket deletes and recreates otlp_leases under a running leader:
+// its new term's tokens restart low, below the stored decision's, and it must still
+// store decisions (the stored token is above anything the new bucket issued).
+func TestRecreatedLeasesBucket(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 20 { // push the leases bucket's revisions up, so the first term's token is high
+		if _, err := f.b.Leases.Put(ctx, "warmup", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := f.watchDecisions(t)
+	f.publishLoad(t, "r1", "c1", 1000, map[string]float64{"cart": 100})
+	f.startReplica(t, "s1", testConfig())
+	natstest.Eventually(t, 10*time.Second, func() bool { d, ok := log.last(); return ok && d.Version >= 2 }, "decisions")
+	old, _ := log.last()
+	if old.Token <= 20 {
+		t.Fatalf("first term token %d, want > 20", old.Token)
+	}
+	if err := f.js.DeleteKeyValue(ctx, events.Default.LeasesBucket()); err != nil {
+		t.Fatal(err)
+	}
+	l := natsconn.DefaultLayout()
+	l.LeaseTTL = leaseTTL
+	if _, err := natsconn.Provision(ctx, f.js, l); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 20*time.Second, func() bool {
+		d, ok := log.last()
+		return ok && d.Token != old.Token && d.Version > old.Version
+	}, "decisions of a new term (the first after the recreation has a token below %d) stored after the leases bucket was recreated", old.Token)
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for i := 1; i < len(log.all); i++ {
+		if log.all[i].Version <= log.all[i-1].Version {
+			t.Fatalf("version %d after %d", log.all[i].Version, log.all[i-1].Version)
+		}
+	}
+}
+
+// TestUnregisteredFloodChangesNothing publishes reports of 2,000 collectors that never
+// registered, each claiming a huge load: the decision still sees only the registered
+// collector, and it is not pushed out.
+func TestUnregisteredFloodChangesNothing(t *testing.T) {
+	f := newFixture(t)
+	log := f.watchDecisions(t)
+	f.publishLoad(t, "r1", "real", 1000, map[string]float64{"cart": 100})
+	r := f.startReplica(t, "s1", testConfig())
+	natstest.Eventually(t, 10*time.Second, func() bool { d, ok := log.last(); return ok && d.Inputs.Collectors == 1 }, "a decision over the registered collector")
+	for i := range 2000 {
+		f.publishUnregistered(t, "r1", fmt.Sprint("fake-", i), 1, map[string]float64{"cart": 1e6})
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		return testutil.ToFloat64(r.svc.m.reports.WithLabelValues("unregistered"))+
+			testutil.ToFloat64(r.svc.m.reports.WithLabelValues("unregistered_limit")) >= 2000
+	}, "the flood is consumed")
+	after, _ := log.last()
+	natstest.Eventually(t, 10*time.Second, func() bool { d, ok := log.last(); return ok && d.Version > after.Version+1 }, "two more decisions")
+	d, _ := log.last()
+	if d.Inputs.Collectors != 1 || d.Inputs.FleetQPS != 100 {
+		t.Fatalf("after the flood the decision sees %d collectors and %v spans/s; want the one registered, 100", d.Inputs.Collectors, d.Inputs.FleetQPS)
+	}
+	if got := testutil.ToFloat64(r.svc.m.reports.WithLabelValues("collector_limit")); got != 0 {
+		t.Fatalf("%v reports dropped at the collector limit", got)
+	}
+}
+
+// dec is a valid decision of term token, as a leader named after it would store.
+func dec(token uint64) *events.Decision {
+	return &events.Decision{V: 1, Version: 1, Leader: fmt.Sprintf("l%d", token), Token: token, At: time.Now(), Services: map[string]events.ServiceDecision{}}
 }

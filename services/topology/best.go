@@ -196,3 +196,38 @@ func better(s float64, c *Collector, bs float64, b *Collector) bool {
 	}
 	return c.Region < b.Region
 }
+
+// BestOf answers otlp.topology.best: the eligible collector with the best score (see
+// Best), with the request's weights or the configured ones.
+func (s *Service) BestOf(req BestRequest) (BestReply, error) {
+	w := s.cfg.Weights
+	if req.LoadWeight != nil {
+		w.Load = *req.LoadWeight
+	}
+	if req.LatencyWeight != nil {
+		w.Latency = *req.LatencyWeight
+	}
+	if req.CapacityWeight != nil {
+		w.Capacity = *req.CapacityWeight
+	}
+	if err := w.Validate(); err != nil {
+		return BestReply{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if req.Region != "" {
+		if err := events.CheckToken("region", req.Region); err != nil {
+			return BestReply{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		}
+	}
+	v, err := s.current()
+	if err != nil {
+		return BestReply{}, err
+	}
+	ch, err := Best(v.regions, req.Region, w)
+	if err != nil {
+		return BestReply{}, err
+	}
+	c := &ch.Collector
+	return BestReply{Region: c.Region, ID: c.ID, Address: c.Address, Score: ch.Score, Fallback: ch.Fallback, Reason: ch.Reason,
+		RequestedRegion: req.Region, Candidates: ch.Candidates, Utilization: c.Utilization, QPS: c.QPS,
+		CapacityQPS: c.CapacityQPS, AvgLatencyMS: c.AvgLatencyMS, Weights: w}, nil
+}

@@ -467,16 +467,42 @@ func TestLeaderPublishesSnapshotsFollowerDoesNot(t *testing.T) {
 func TestSamplingRateFromDecision(t *testing.T) {
 	f := newFixture(t, 30*time.Second)
 	r := f.start(t, fastConfig(), "t1")
-	if _, err := f.b.Sampling.Put(context.Background(), events.DecisionKey, []byte(`{"v":1,"global_rate":0.125}`)); err != nil {
-		t.Fatal(err)
+	put := func(data []byte) {
+		t.Helper()
+		if _, err := f.b.Sampling.Put(context.Background(), events.DecisionKey, data); err != nil {
+			t.Fatal(err)
+		}
 	}
+	decision := func(rate float64) []byte {
+		data, err := events.Encode(&events.Decision{V: events.DecisionVersion, Version: 1, Token: 1, Leader: "s1", At: time.Now(), GlobalRate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	rate := func() *float64 {
+		r.svc.state.mu.Lock()
+		defer r.svc.state.mu.Unlock()
+		return r.svc.state.sampling
+	}
+	put(decision(0.125))
+	natstest.Eventually(t, 2*time.Second, func() bool { p := rate(); return p != nil && *p == 0.125 }, "effective sampling rate from the decision")
+	// Values that are no decision (a bare rate field, garbage) leave the rate as it was;
+	// the watch is ordered, so once the next real decision shows they have been seen.
+	put([]byte(`{"v":1,"global_rate":0.5}`))
+	put([]byte(`garbage`))
+	put(decision(0.25))
+	natstest.Eventually(t, 2*time.Second, func() bool {
+		p := rate()
+		if p != nil && *p == 0.5 {
+			t.Fatal("a value that is not a decision set the rate")
+		}
+		return p != nil && *p == 0.25
+	}, "the next decision's rate")
 	natstest.Eventually(t, 2*time.Second, func() bool {
 		v, _ := r.svc.current()
-		return v != nil && v.global.EffectiveSamplingRate != nil && *v.global.EffectiveSamplingRate == 0.125
-	}, "effective sampling rate from the decision")
-	if _, err := f.b.Sampling.Put(context.Background(), events.DecisionKey, []byte(`garbage`)); err != nil {
-		t.Fatal(err)
-	}
+		return v != nil && v.global.EffectiveSamplingRate != nil && *v.global.EffectiveSamplingRate == 0.25
+	}, "the rate in the view")
 	if err := f.b.Sampling.Delete(context.Background(), events.DecisionKey); err != nil {
 		t.Fatal(err)
 	}
