@@ -72,17 +72,14 @@ type Buckets struct {
 	Differences []string
 }
 
-// Provision creates or updates the contract's streams and KV buckets. It is idempotent:
-// running it again, from any number of processes, converges on the same configuration.
-func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets, error) {
-	if err := l.Validate(); err != nil {
-		return nil, err
-	}
+// streamSpecs are the contract's streams: the one place their settings live. Names come
+// from events.Namespace.
+func streamSpecs(l Layout) []jetstream.StreamConfig {
 	ns := l.Namespace
-	streams := []jetstream.StreamConfig{
+	return []jetstream.StreamConfig{
 		{
 			Name:              ns.LoadStream(),
-			Description:       "otelfleet load reports from collectors",
+			Description:       "otelfleet load reports from collectors and routers",
 			Subjects:          []string{ns.LoadSubjects()},
 			Retention:         jetstream.LimitsPolicy,
 			MaxAge:            15 * time.Minute,
@@ -104,27 +101,66 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets,
 			Replicas:    l.Replicas,
 		},
 	}
-	for _, sc := range streams {
+}
+
+// bucketSpec is one KV bucket of the contract: its settings under a layout and the
+// Buckets field that holds it.
+type bucketSpec struct {
+	config func(l Layout) jetstream.KeyValueConfig
+	field  func(b *Buckets) *jetstream.KeyValue
+}
+
+// bucketSpecs are the contract's KV buckets: the one place their settings live (names
+// come from events.Namespace). Adding a bucket is a row here and a field in Buckets;
+// Provision, OpenBuckets and every service's platform.Contract pick it up.
+var bucketSpecs = []bucketSpec{
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.ConfigBucket(), Description: "otelfleet global and regional configuration", History: ConfigHistory, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Config },
+	},
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.RegistryBucket(), Description: "otelfleet registrations", History: 1, TTL: l.RegistryTTL, LimitMarkerTTL: l.RegistryTTL, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Registry },
+	},
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.LeasesBucket(), Description: "otelfleet leader leases and locks", History: 1, TTL: l.LeaseTTL, LimitMarkerTTL: l.LeaseTTL, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Leases },
+	},
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.SamplingBucket(), Description: "otelfleet sampling decision", History: 10, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Sampling },
+	},
+}
+
+// Provision creates or updates the contract's streams and KV buckets. It is idempotent:
+// running it again, from any number of processes, converges on the same configuration.
+func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	for _, sc := range streamSpecs(l) {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}
 	}
-	kvs := []jetstream.KeyValueConfig{
-		{Bucket: ns.ConfigBucket(), Description: "otelfleet global and regional configuration", History: ConfigHistory, Replicas: l.Replicas},
-		{Bucket: ns.RegistryBucket(), Description: "otelfleet registrations", History: 1, TTL: l.RegistryTTL, LimitMarkerTTL: l.RegistryTTL, Replicas: l.Replicas},
-		{Bucket: ns.LeasesBucket(), Description: "otelfleet leader leases and locks", History: 1, TTL: l.LeaseTTL, LimitMarkerTTL: l.LeaseTTL, Replicas: l.Replicas},
-		{Bucket: ns.SamplingBucket(), Description: "otelfleet sampling decision", History: 10, Replicas: l.Replicas},
-	}
-	out := make([]jetstream.KeyValue, len(kvs))
-	var diffs []string
-	for i, kc := range kvs {
+	out := &Buckets{}
+	for _, spec := range bucketSpecs {
+		kc := spec.config(l)
 		if !l.Reconcile {
 			kv, err := js.KeyValue(ctx, kc.Bucket)
 			if err == nil {
 				if d, err := differences(ctx, kv, kc); err == nil {
-					diffs = append(diffs, d...)
+					out.Differences = append(out.Differences, d...)
 				}
-				out[i] = kv
+				*spec.field(out) = kv
 				continue
 			}
 			if !errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -135,9 +171,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets,
 		if err != nil {
 			return nil, fmt.Errorf("provision KV bucket %s: %w", kc.Bucket, err)
 		}
-		out[i] = kv
+		*spec.field(out) = kv
 	}
-	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3], Differences: diffs}, nil
+	return out, nil
 }
 
 // differences describes how an existing bucket's settings differ from want.
@@ -159,14 +195,16 @@ func differences(ctx context.Context, kv jetstream.KeyValue, want jetstream.KeyV
 // OpenBuckets binds to the contract's buckets without creating or changing them (for the
 // CLI, which must not resize what the services provisioned).
 func OpenBuckets(ctx context.Context, js jetstream.JetStream, ns events.Namespace) (*Buckets, error) {
-	names := []string{ns.ConfigBucket(), ns.RegistryBucket(), ns.LeasesBucket(), ns.SamplingBucket()}
-	out := make([]jetstream.KeyValue, len(names))
-	for i, n := range names {
-		kv, err := js.KeyValue(ctx, n)
+	l := DefaultLayout()
+	l.Namespace = ns
+	out := &Buckets{}
+	for _, spec := range bucketSpecs {
+		name := spec.config(l).Bucket
+		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("open KV bucket %s (is an otelfleet service running?): %w", n, err)
+			return nil, fmt.Errorf("open KV bucket %s (is an otelfleet service running?): %w", name, err)
 		}
-		out[i] = kv
+		*spec.field(out) = kv
 	}
-	return &Buckets{Config: out[0], Registry: out[1], Leases: out[2], Sampling: out[3]}, nil
+	return out, nil
 }
