@@ -35,7 +35,8 @@ func TestProvisionIsIdempotentAndAppliesTTLs(t *testing.T) {
 	if st, _ := b.Registry.Status(ctx); st.TTL() != natsconn.DefaultRegistryTTL {
 		t.Errorf("registry TTL changed to %v without Reconcile", st.TTL())
 	}
-	if len(b.Differences) != 1 || !strings.Contains(b.Differences[0], "otlp_registry: TTL 30s") {
+	// The registry TTL sizes the registry and the OpAMP agents buckets.
+	if len(b.Differences) != 2 || !strings.Contains(b.Differences[0], "otlp_registry: TTL 30s") || !strings.Contains(b.Differences[1], "otlp_agents: TTL 30s") {
 		t.Errorf("differences = %q", b.Differences)
 	}
 	l.Reconcile = true

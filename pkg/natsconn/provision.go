@@ -67,6 +67,10 @@ type Buckets struct {
 	Registry jetstream.KeyValue
 	Leases   jetstream.KeyValue
 	Sampling jetstream.KeyValue
+	// Agents holds OpAMP agent states (TTL = registry TTL); Rollouts holds rollouts and
+	// each agent's desired config.
+	Agents   jetstream.KeyValue
+	Rollouts jetstream.KeyValue
 	// Differences lists existing buckets whose settings differ from the layout and were
 	// left as they are (Layout.Reconcile off), e.g. "otlp_registry: TTL 30s (layout 3s)".
 	Differences []string
@@ -137,6 +141,18 @@ var bucketSpecs = []bucketSpec{
 			return jetstream.KeyValueConfig{Bucket: l.Namespace.SamplingBucket(), Description: "otelfleet sampling decision", History: 10, Replicas: l.Replicas}
 		},
 		field: func(b *Buckets) *jetstream.KeyValue { return &b.Sampling },
+	},
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.AgentsBucket(), Description: "otelfleet OpAMP agent states", History: 1, TTL: l.RegistryTTL, LimitMarkerTTL: l.RegistryTTL, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Agents },
+	},
+	{
+		config: func(l Layout) jetstream.KeyValueConfig {
+			return jetstream.KeyValueConfig{Bucket: l.Namespace.RolloutsBucket(), Description: "otelfleet collector config rollouts and desired configs", History: 5, Replicas: l.Replicas}
+		},
+		field: func(b *Buckets) *jetstream.KeyValue { return &b.Rollouts },
 	},
 }
 
