@@ -95,7 +95,7 @@ func agentMetricsTask(nc *nats.Conn, ns events.Namespace, region, id string, cap
 	}
 	cfg := loadreport.DefaultConfig()
 	cfg.Region, cfg.Collector, cfg.Interval = region, id, o.interval
-	cfg.Source = "otelfleet/agent/" + region + "/" + id
+	cfg.Source = events.Source("agent", region+"/"+id)
 	pub, err := loadreport.NewPublisher(nc, ns, cfg, src, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("load reporting: %w", err)

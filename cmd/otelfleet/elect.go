@@ -70,7 +70,7 @@ func runElect(ctx context.Context, env *cliEnv, args []string) error {
 	return e.Run(ctx, func(t election.Term) {
 		line("elected role=%s id=%s token=%d", role, id, t.Token)
 		<-t.Ctx.Done()
-		line("lost role=%s id=%s token=%d reason=%s", role, id, t.Token, election.Reason(context.Cause(t.Ctx)))
+		line("lost role=%s id=%s token=%d reason=%s", role, id, t.Token, t.Reason())
 	})
 }
 

@@ -361,7 +361,7 @@ func (e *Election) publish(t events.EventType, token uint64, why string) {
 	if e.pub == nil {
 		return
 	}
-	m, err := events.NewMsg(e.cfg.Namespace.EventSubject(t), "otelfleet/election/"+e.cfg.ID, events.LeaderChange{
+	m, err := events.NewMsg(e.cfg.Namespace.EventSubject(t), events.Source("election", e.cfg.ID), events.LeaderChange{
 		V: events.LeaderChangeVersion, Role: e.cfg.Role, Holder: e.cfg.ID, Token: token, Reason: why, At: time.Now().UTC(),
 	})
 	if err == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
 // ttlCacheFor bounds how long a KV lease trusts the bucket TTL it read.
@@ -67,7 +68,7 @@ func (l *kvLease) TTL(ctx context.Context) (time.Duration, error) {
 func (l *kvLease) Create(ctx context.Context, value []byte) (uint64, error) {
 	rev, err := l.kv.Create(ctx, l.key, value)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err) {
+		if natsconn.IsConflict(err) {
 			return 0, fmt.Errorf("lease %s: %w", l.key, ErrHeld)
 		}
 		return 0, mapErr(fmt.Errorf("lease %s: create: %w", l.key, err))
@@ -78,7 +79,7 @@ func (l *kvLease) Create(ctx context.Context, value []byte) (uint64, error) {
 func (l *kvLease) Update(ctx context.Context, value []byte, rev uint64) (uint64, error) {
 	n, err := l.kv.Update(ctx, l.key, value, rev)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		if natsconn.IsConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound) {
 			return 0, fmt.Errorf("lease %s: revision %d is no longer the latest: %w", l.key, rev, ErrLost)
 		}
 		return 0, mapErr(fmt.Errorf("lease %s: update: %w", l.key, err))
@@ -89,7 +90,7 @@ func (l *kvLease) Update(ctx context.Context, value []byte, rev uint64) (uint64,
 func (l *kvLease) Delete(ctx context.Context, rev uint64) error {
 	err := l.kv.Delete(ctx, l.key, jetstream.LastRevision(rev))
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongLastSeq(err) {
+		if natsconn.IsConflict(err) {
 			return fmt.Errorf("lease %s: revision %d is no longer the latest: %w", l.key, rev, ErrLost)
 		}
 		return mapErr(fmt.Errorf("lease %s: delete: %w", l.key, err))
@@ -152,17 +153,6 @@ func toEntry(e jetstream.KeyValueEntry) Entry {
 		ent.Op = OpExpire
 	}
 	return ent
-}
-
-// isWrongLastSeq reports a JetStream "wrong last sequence" error: the compare-and-set
-// failed (10071 on R1 streams, 10164 on replicated ones).
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
 // mapErr adds ErrClosed to errors caused by a closed connection.

@@ -104,7 +104,7 @@ func NewPublisher(nc *nats.Conn, ns events.Namespace, cfg Config, src Source, lo
 		return nil, fmt.Errorf("%w: %w", ErrConfigValidation, err)
 	}
 	if cfg.Source == "" {
-		cfg.Source = "otelfleet/load/" + cfg.Region + "/" + cfg.Collector
+		cfg.Source = events.Source("load", cfg.Region+"/"+cfg.Collector)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -224,3 +224,19 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, ns events.Namespac
 	}
 	return out, nil
 }
+
+// IsConflict reports whether err is a KV compare-and-set failure: Create on a key that
+// exists, Update on a revision that is no longer the last, or the stream's "wrong last
+// sequence" error, which the KV API returns as it is (10071 on R1 streams, 10164 on
+// replicated ones).
+func IsConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/sysstat"
 )
 
@@ -412,7 +413,7 @@ func (c *Client) beat(ctx context.Context) error {
 			c.wrote(reg, nrev, interval, false)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if !natsconn.IsConflict(err) && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
 		c.log.Warn("registration was gone (expired or deleted) or rewritten; registering anew", "err", err)

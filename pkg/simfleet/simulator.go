@@ -87,7 +87,7 @@ func New(nc *nats.Conn, ns events.Namespace, registry registration.Store, cfg Co
 	if err != nil {
 		return nil, err
 	}
-	s := &Simulator{nc: nc, ns: ns, registry: registry, cfg: cfg, log: log, m: m, now: time.Now, source: "otelfleet/simulate"}
+	s := &Simulator{nc: nc, ns: ns, registry: registry, cfg: cfg, log: log, m: m, now: time.Now, source: events.Source("simulate", "")}
 	for _, o := range opts {
 		o(s)
 	}

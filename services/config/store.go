@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
 // Errors returned by Store.
@@ -182,7 +183,7 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	} else {
 		newRev, err = s.kv.Update(ctx, d.key, data, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if natsconn.IsConflict(err) {
 		return Change{}, fmt.Errorf("%w: %s was changed by another writer while this one was being written; nothing was written, fetch it again and retry", ErrConflict, d.key)
 	}
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/lease"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
 // Errors returned by Store.
@@ -190,7 +191,7 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 				return 0, err
 			}
 			rev, err := s.kv.Create(ctx, events.DecisionKey, data)
-			if isRevisionMismatch(err) {
+			if natsconn.IsConflict(err) {
 				continue // someone stored the first decision meanwhile
 			}
 			if err != nil {
@@ -228,7 +229,7 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 			return 0, err
 		}
 		rev, err = s.kv.Update(ctx, events.DecisionKey, data, rev)
-		if isRevisionMismatch(err) {
+		if natsconn.IsConflict(err) {
 			continue
 		}
 		if err != nil {
@@ -238,17 +239,4 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 		return rev, nil
 	}
 	return 0, ErrContended
-}
-
-// isRevisionMismatch reports whether err is the KV's compare-and-set failure.
-func isRevisionMismatch(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -1,12 +1,9 @@
 package strategy
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 )
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // fmtRate formats a rate for explanations: up to 6 significant digits.
 func fmtRate(r float64) string { return strconv.FormatFloat(r, 'g', 6, 64) }

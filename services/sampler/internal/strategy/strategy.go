@@ -1,6 +1,7 @@
 package strategy
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -163,7 +164,7 @@ type scales struct {
 func (pl *plan) rate(c class, q float64, sc scales, why *[]string) float64 {
 	r := c.base
 	explain := why != nil
-	say := func(format string, args ...any) { *why = append(*why, sprintf(format, args...)) }
+	say := func(format string, args ...any) { *why = append(*why, fmt.Sprintf(format, args...)) }
 	switch {
 	case c.explicit:
 		if explain {
@@ -520,18 +521,18 @@ func Explain(d *events.Decision, service string) Explanation {
 	q := -1.0
 	if s, ok := d.Services[service]; ok {
 		e.Seen, e.QPS, q = true, s.QPS, s.QPS
-		e.Steps = append(e.Steps, sprintf("traffic: %g spans/s fleet-wide (smoothed, %d live collectors)", s.QPS, d.Inputs.Collectors))
+		e.Steps = append(e.Steps, fmt.Sprintf("traffic: %g spans/s fleet-wide (smoothed, %d live collectors)", s.QPS, d.Inputs.Collectors))
 	} else {
 		e.Steps = append(e.Steps, "traffic: not seen in the load reports (no floor; rule or default rate)")
 	}
 	e.Rate = pl.rate(c, q, sc, &e.Steps)
 	if pl.adaptive != nil {
-		e.Steps = append(e.Steps, sprintf("fleet: %g spans/s seen, %g kept at these rates, adaptive target %g spans/s", d.Inputs.FleetQPS, d.Inputs.KeptQPS, d.Inputs.TargetQPS))
+		e.Steps = append(e.Steps, fmt.Sprintf("fleet: %g spans/s seen, %g kept at these rates, adaptive target %g spans/s", d.Inputs.FleetQPS, d.Inputs.KeptQPS, d.Inputs.TargetQPS))
 	}
 	if len(d.Regions) > 0 {
 		regions := make([]string, 0, len(d.Regions))
 		for r, m := range d.Regions {
-			regions = append(regions, sprintf("%s ×%g", r, m))
+			regions = append(regions, fmt.Sprintf("%s ×%g", r, m))
 		}
 		sort.Strings(regions)
 		e.Steps = append(e.Steps, "regions: traffic in "+strings.Join(regions, ", ")+" is multiplied by its regional_sampling_rate")
