@@ -20,6 +20,7 @@ var commands = []command{
 	{name: "elect", summary: "campaign for a leadership role and print every change (resigns on SIGTERM)", run: runElect},
 	{name: "leader", summary: "each leadership role with its holder, fencing token and since when", run: runLeader},
 	{name: "lock", summary: "run a command while holding a distributed lock", run: runLock},
+	{name: "sink", summary: "run a real OTLP backend that registers as a collector, reports its load and counts spans per trace", run: runSink},
 	{name: "simulate", summary: "run a simulated fleet of collectors that register and report load", run: runSimulate},
 	{name: "events", summary: "tail lifecycle events (or load reports: events 'otlp.load.>') readably", run: runEvents},
 	{name: "version", summary: "print the version", run: runVersion},

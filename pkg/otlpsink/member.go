@@ -132,3 +132,15 @@ func Advertise(addr string) string {
 	}
 	return net.JoinHostPort(name, port)
 }
+
+// ErrNotRegistered is returned by Member.Ready while the registration is not written
+// (NATS unreachable, or the key expired and is being written again).
+var ErrNotRegistered = errors.New("otlpsink: not registered")
+
+// Ready returns nil while the sink's registration is in the registry.
+func (m *Member) Ready() error {
+	if _, ok := m.client.Current(); !ok {
+		return fmt.Errorf("%w as %s", ErrNotRegistered, m.client.Key())
+	}
+	return nil
+}
