@@ -27,11 +27,11 @@ const (
 // Table is an immutable key → member mapping. The zero of *Table (nil) is an empty
 // table: Pick returns -1. A Table is safe for concurrent use.
 type Table struct {
-	strategy  Strategy
-	members   []Member
-	index     map[string]int
-	slots     []uint16 // slot → member index
-	ring      []uint64 // sorted ring points: position (top 48 bits) | member index
+	strategy Strategy
+	members  []Member
+	index    map[string]int
+	slots    []uint16 // slot → member index
+	ring     []uint64 // sorted ring points: position (top 48 bits) | member index
 }
 
 // Build makes the table for members (any order; Keys must be unique) under cfg. prev, the
