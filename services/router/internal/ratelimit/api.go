@@ -3,7 +3,7 @@
 // computed from the live routers' observed demand, with local token buckets.
 //
 // Each router measures its own demand (items offered per second before limiting, an
-// exponentially weighted rate with a DemandHalfLife), publishes it (Demand) and is given
+// exponentially weighted rate over 250 ms windows with a DemandHalfLife), publishes it (Demand) and is given
 // the other live routers' (SetPeers). Its share of a limit follows Share: proportional to
 // demand when the fleet asks for more than the limit, demand plus an equal part of the
 // headroom when it asks for less. A router whose peers' reports stop arriving (it died or
@@ -69,7 +69,7 @@ func NewFleet(l Limits, maxServices int) *Fleet {
 	empty := map[string]*bucket{}
 	f.services.Store(&empty)
 	f.mu.Lock()
-	f.reshare(time.Time{})
+	f.reshare(0)
 	f.mu.Unlock()
 	return f
 }
@@ -80,7 +80,7 @@ func (f *Fleet) SetLimits(l Limits) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.limits = l
-	f.reshare(time.Time{})
+	f.reshare(0)
 }
 
 // Limits returns the limits in force.
@@ -98,13 +98,14 @@ func (f *Fleet) Allow(service []byte, n int, now time.Time) int {
 		return 0
 	}
 	b := f.bucketFor(service)
+	at := unixNano(now)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record(float64(n), now)
-	k := b.available(float64(n), now)
+	b.record(float64(n), at)
+	k := b.available(float64(n), at)
 	f.global.mu.Lock()
-	f.global.record(float64(n), now)
-	k = f.global.available(k, now)
+	f.global.record(float64(n), at)
+	k = f.global.available(k, at)
 	f.global.tokens -= k
 	f.global.mu.Unlock()
 	b.tokens -= k
@@ -127,7 +128,7 @@ func (f *Fleet) bucketFor(service []byte) *bucket {
 	}
 	name := string(service)
 	b := &bucket{}
-	f.shareService(b, name, time.Time{})
+	f.shareService(b, name, 0)
 	grown := make(map[string]*bucket, len(m)+1)
 	for k, v := range m {
 		grown[k] = v
@@ -140,11 +141,12 @@ func (f *Fleet) bucketFor(service []byte) *bucket {
 // Demand returns this router's observed demand, to publish for the other routers:
 // the total and each tracked service's (the untracked ones are in the total only).
 func (f *Fleet) Demand(now time.Time) PeerDemand {
-	d := PeerDemand{Total: f.global.demandAt(now), At: now}
+	at := unixNano(now)
+	d := PeerDemand{Total: f.global.demandAt(at), At: now}
 	m := *f.services.Load()
 	d.PerService = make(map[string]float64, len(m))
 	for name, b := range m {
-		d.PerService[name] = b.demandAt(now)
+		d.PerService[name] = b.demandAt(at)
 	}
 	return d
 }
@@ -161,12 +163,12 @@ func (f *Fleet) SetPeers(peers map[string]PeerDemand, now time.Time, maxAge time
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.peers = live
-	f.reshare(now)
+	f.reshare(unixNano(now))
 }
 
-// reshare recomputes every bucket's share from the limits, own demand at now (the zero
-// time: as last recorded) and f.peers. f.mu is held.
-func (f *Fleet) reshare(now time.Time) {
+// reshare recomputes every bucket's share from the limits, own demand at now (unix ns;
+// 0: as last recorded) and f.peers. f.mu is held.
+func (f *Fleet) reshare(now int64) {
 	others := make([]float64, len(f.peers))
 	for i, p := range f.peers {
 		others[i] = p.Total
@@ -190,12 +192,20 @@ func (f *Fleet) reshare(now time.Time) {
 }
 
 // shareService sets b's share of the per-service limit for service name. f.mu is held.
-func (f *Fleet) shareService(b *bucket, name string, now time.Time) {
+func (f *Fleet) shareService(b *bucket, name string, now int64) {
 	others := make([]float64, len(f.peers))
 	for i, p := range f.peers {
 		others[i] = p.PerService[name]
 	}
 	b.setShare(f.limits.PerServiceLimit, f.limits, b.demandAt(now), others, now)
+}
+
+// unixNano returns t in unix nanoseconds, never 0 (0 stands for "no time").
+func unixNano(t time.Time) int64 {
+	if ns := t.UnixNano(); ns != 0 {
+		return ns
+	}
+	return 1
 }
 
 // Share returns this router's share of limit given its own demand and the other live

@@ -12,56 +12,68 @@ type bucket struct {
 	// rate is the share in items per second (0: unlimited); burst the bucket size.
 	rate, burst float64
 	tokens      float64
-	refilled    time.Time
+	refilled    int64 // unix ns of the last refill, 0: never
 
-	// demand is an exponentially decaying count of items offered, as of seen; the rate
-	// is demand × ln2 / half-life.
-	demand float64
-	seen   time.Time
+	// The demand estimate: items offered in the window starting at windowAt are
+	// counted in window; each closed window folds into rate, an exponentially weighted
+	// items-per-second with a DemandHalfLife (one multiply per window, not per item).
+	window     float64
+	windowAt   int64 // unix ns, 0: no window yet
+	demandRate float64
 }
 
-// decayPerNano is ln 2 / DemandHalfLife in 1/ns.
-var decayPerNano = math.Ln2 / float64(DemandHalfLife)
+// demandWindow is the length of one demand window.
+const demandWindow = 250 * time.Millisecond
 
-// record adds n offered items at now. b.mu is held.
-func (b *bucket) record(n float64, now time.Time) {
-	b.decay(now)
-	b.demand += n
+// keep is the weight an old demand rate keeps over one window: DemandHalfLife halves it.
+var keep = math.Pow(0.5, float64(demandWindow)/float64(DemandHalfLife))
+
+// record adds n offered items at now (unix ns). b.mu is held.
+func (b *bucket) record(n float64, now int64) {
+	b.roll(now)
+	b.window += n
 }
 
-// decay brings the demand count forward to now. b.mu is held.
-func (b *bucket) decay(now time.Time) {
-	if b.seen.IsZero() {
-		b.seen = now
+// roll closes the demand windows that ended by now (unix ns). b.mu is held.
+func (b *bucket) roll(now int64) {
+	if b.windowAt == 0 {
+		b.windowAt = now
 		return
 	}
-	if dt := now.Sub(b.seen); dt > 0 {
-		b.demand *= math.Exp(-decayPerNano * float64(dt))
-		b.seen = now
+	elapsed := time.Duration(now - b.windowAt)
+	if elapsed < demandWindow {
+		return
 	}
+	k := int64(elapsed / demandWindow)
+	b.demandRate = keep*b.demandRate + (1-keep)*b.window/demandWindow.Seconds()
+	if k > 1 { // the windows after the first saw nothing
+		b.demandRate *= math.Pow(keep, float64(k-1))
+	}
+	b.window = 0
+	b.windowAt += k * int64(demandWindow)
 }
 
-// demandAt returns the demand rate in items per second at now (the zero time: as last
+// demandAt returns the demand rate in items per second at now (unix ns; 0: as last
 // recorded).
-func (b *bucket) demandAt(now time.Time) float64 {
+func (b *bucket) demandAt(now int64) float64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !now.IsZero() {
-		b.decay(now)
+	if now != 0 {
+		b.roll(now)
 	}
-	return b.demand * math.Ln2 / DemandHalfLife.Seconds()
+	return b.demandRate
 }
 
-// available refills the bucket to now and returns how many of n items it has tokens
-// for (all when unlimited). b.mu is held.
-func (b *bucket) available(n float64, now time.Time) float64 {
+// available refills the bucket to now (unix ns) and returns how many of n items it has
+// tokens for (all when unlimited). b.mu is held.
+func (b *bucket) available(n float64, now int64) float64 {
 	if b.rate <= 0 {
 		return n
 	}
-	if b.refilled.IsZero() {
+	if b.refilled == 0 {
 		b.refilled, b.tokens = now, b.burst
-	} else if dt := now.Sub(b.refilled); dt > 0 {
-		b.tokens = min(b.burst, b.tokens+b.rate*dt.Seconds())
+	} else if dt := now - b.refilled; dt > 0 {
+		b.tokens = min(b.burst, b.tokens+b.rate*float64(dt)*1e-9)
 		b.refilled = now
 	}
 	return min(n, math.Floor(max(b.tokens, 0)))
@@ -70,7 +82,7 @@ func (b *bucket) available(n float64, now time.Time) float64 {
 // setShare sets the bucket's rate to this router's Share of limit and its size to the
 // same share of the fleet's burst (one second of the rate when no burst is set, at least
 // one item).
-func (b *bucket) setShare(limit float64, l Limits, own float64, others []float64, now time.Time) {
+func (b *bucket) setShare(limit float64, l Limits, own float64, others []float64, now int64) {
 	rate := Share(limit, own, others)
 	burst := rate
 	if l.Burst > 0 && l.MaxQPS > 0 {
@@ -78,7 +90,7 @@ func (b *bucket) setShare(limit float64, l Limits, own float64, others []float64
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !now.IsZero() {
+	if now != 0 {
 		b.available(0, now) // refill at the old rate up to now
 	}
 	b.rate, b.burst = rate, max(burst, 1)

@@ -218,7 +218,7 @@ func TestFleetBoundsTrackedServices(t *testing.T) {
 	if got > 10 {
 		t.Fatalf("untracked services admitted %d at one instant, want at most the other bucket's burst 10", got)
 	}
-	if d := f.Demand(now); len(d.PerService) != 2 || d.Total <= 0 {
+	if d := f.Demand(now.Add(time.Second)); len(d.PerService) != 2 || d.Total <= 0 {
 		t.Fatalf("Demand %+v: want the 2 tracked services and a total", d)
 	}
 }
