@@ -107,7 +107,7 @@ func (t *Table) buildRing() {
 			pts = append(pts, mix64(base+uint64(v+1)*0x9e3779b97f4a7c15)&^ownerMask|uint64(i))
 		}
 	}
-	t.ring = radixSort(pts)
+	t.ring = ringSort(pts)
 }
 
 // ownerMask selects a ring point's member index.
@@ -116,29 +116,35 @@ const ownerMask = 1<<16 - 1
 // owner returns the member index of ring point p.
 func (t *Table) owner(p int) uint16 { return uint16(t.ring[p] & ownerMask) }
 
-// radixSort sorts a by an LSD radix sort over bytes (linear in len(a); the comparison
-// sort took most of a rebuild) and returns the sorted slice, a or its scratch copy.
-func radixSort(a []uint64) []uint64 {
-	b := make([]uint64, len(a))
-	for shift := uint(0); shift < 64; shift += 8 {
-		var count [257]int
-		for _, x := range a {
-			count[(x>>shift)&0xff+1]++
-		}
-		if count[1] == len(a) { // every point has this byte zero: nothing to do
-			continue
-		}
-		for i := 1; i < len(count); i++ {
-			count[i] += count[i-1]
-		}
-		for _, x := range a {
-			d := (x >> shift) & 0xff
-			b[count[d]] = x
-			count[d]++
-		}
-		a, b = b, a
+// ringSort sorts ring points: a counting sort into one bucket per slot by the top
+// slotBits bits (about one point per slot at 100 members), then an insertion sort inside
+// each bucket — linear in len(a), where a comparison sort took most of a rebuild.
+func ringSort(a []uint64) []uint64 {
+	start := make([]int32, numSlots+1)
+	for _, x := range a {
+		start[x>>slotShift+1]++
 	}
-	return a
+	for i := range numSlots {
+		start[i+1] += start[i]
+	}
+	b := make([]uint64, len(a))
+	for _, x := range a {
+		s := x >> slotShift
+		b[start[s]] = x
+		start[s]++
+	}
+	// start[s] is now the end of bucket s, i.e. the start of bucket s+1.
+	lo := int32(0)
+	for s := range numSlots {
+		hi := start[s]
+		for i := lo + 1; i < hi; i++ {
+			for j := i; j > lo && b[j] < b[j-1]; j-- {
+				b[j], b[j-1] = b[j-1], b[j]
+			}
+		}
+		lo = hi
+	}
+	return b
 }
 
 // shares returns each member's relative share of the key space under cfg and the factor

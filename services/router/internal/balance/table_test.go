@@ -375,3 +375,37 @@ func BenchmarkBuild(b *testing.B) {
 		})
 	}
 }
+
+func TestUnknownCapacityCountsAsMean(t *testing.T) {
+	ms := members(3, 0)
+	ms[0].Capacity, ms[1].Capacity = 1000, 3000 // ms[2] unknown: counted as 2000
+	tb := build(t, cfgFor(WeightedRoundRobin), ms)
+	for i, want := range []float64{1.0 / 6, 3.0 / 6, 2.0 / 6} {
+		if got := tb.Share(i); math.Abs(got-want) > 0.001 {
+			t.Fatalf("member %d share %.4f, want %.4f", i, got, want)
+		}
+	}
+}
+
+// TestRebalanceMovesBounded: when one member's readings change, the load-aware
+// strategies move little more than the change of its share.
+func TestRebalanceMovesBounded(t *testing.T) {
+	for _, n := range []int{10, 100} {
+		ms := members(n, 1000)
+		for i := range ms {
+			ms[i].InFlight, ms[i].Load = 10, 0.5
+		}
+		before := map[Strategy]*Table{LeastConnections: build(t, cfgFor(LeastConnections), ms), Intelligent: build(t, cfgFor(Intelligent), ms)}
+		ms[0].InFlight, ms[0].Load = 20, 0.9
+		for s, a := range before {
+			b := build(t, cfgFor(s), ms)
+			change := a.Share(0) - b.Share(0)
+			if change <= 0 {
+				t.Fatalf("%s/%d: the busier member's share did not shrink (%.4f → %.4f)", s, n, a.Share(0), b.Share(0))
+			}
+			if m := Moved(a, b); m > 2*change+0.02 {
+				t.Errorf("%s/%d: moved %.4f for a share change of %.4f, want ≤ 2 × change + 2%%", s, n, m, change)
+			}
+		}
+	}
+}

@@ -62,7 +62,8 @@ type Fleet struct {
 }
 
 // NewFleet returns a limiter with limits l, tracking at most maxServices services (the
-// rest share one "other" bucket).
+// rest share one "other" bucket, held to one per-service share together). Services are
+// tracked in the order they are first seen and stay tracked.
 func NewFleet(l Limits, maxServices int) *Fleet {
 	f := &Fleet{maxServices: max(maxServices, 0), limits: l}
 	f.other = &bucket{}

@@ -296,3 +296,32 @@ func BenchmarkAllowParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestFleetConcurrent runs Allow from several goroutines against reloads and peer
+// reports (for -race) and checks nothing is admitted beyond the bucket.
+func TestFleetConcurrent(t *testing.T) {
+	f := NewFleet(Limits{MaxQPS: 100, Burst: 100}, 4)
+	start := time.Unix(10, 0)
+	done := make(chan int)
+	for g := range 4 {
+		go func() {
+			admitted := 0
+			for i := range 2000 {
+				admitted += f.Allow([]byte(fmt.Sprintf("svc-%d", (g+i)%6)), 1, start)
+			}
+			done <- admitted
+		}()
+	}
+	for i := range 50 {
+		f.SetPeers(map[string]PeerDemand{"b": {Total: float64(i), At: start}}, start, time.Second)
+		f.SetLimits(Limits{MaxQPS: 100, Burst: 100})
+		_ = f.Demand(start)
+	}
+	total := 0
+	for range 4 {
+		total += <-done
+	}
+	if total > 100 {
+		t.Fatalf("admitted %d at one instant, want at most the burst 100", total)
+	}
+}
