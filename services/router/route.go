@@ -187,8 +187,9 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 	for _, p := range res.Parts {
 		submitted += s.deliver(st, sig, p)
 	}
-	for _, p := range st.stranded {
-		stranded += p.Items
+	for i := range st.stranded {
+		stranded += st.stranded[i].Items
+		st.stranded[i].Release()
 	}
 	if stranded > 0 {
 		if submitted > 0 {
@@ -222,6 +223,7 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 		st.stranded = append(st.stranded, otlpwire.Part{Dest: st.nowhere, Payload: p.Payload, Items: p.Items})
 		return 0
 	}
+	p.Release() // re-split into res.Parts
 	for _, q := range res.Parts {
 		if n := s.deliver(st, sig, q); n > 0 {
 			s.m.rerouted.Add(float64(n))

@@ -196,7 +196,9 @@ func (s *Service) Ready() <-chan struct{} { return s.readyCh }
 func (s *Service) Start(b *natsconn.Buckets) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	set := backends.New(s.d.NC, s.d.JS, b.Registry, backends.Config{}, func(list []backends.Backend) {
+	set := backends.New(s.d.NC, s.d.JS, b.Registry, backends.Config{
+		NS: s.d.NS, Log: s.log.With("component", "backends"), Registerer: s.d.Registerer,
+	}, func(list []backends.Backend) {
 		s.rebuild(list, "membership")
 	})
 	s.goRun(func() {
