@@ -9,7 +9,7 @@ SERVICES := $(notdir $(wildcard services/*))
 TEST_TIMEOUT ?= 20m
 BENCHTIME ?= 1s
 
-.PHONY: run build test lint bench images e2e clean
+.PHONY: run build test lint bench images e2e interop clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -45,6 +45,11 @@ images: build
 	@for s in $(SERVICES); do \
 	  docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet-$$s -t otelfleet/$$s:dev . || exit 1; \
 	done
+
+## interop: real OpenTelemetry Collectors (built by test/interop/build.sh into ~/.cache/otelfleet-interop, reused when up to date) registered by otelfleet agent --metrics-url, as the router's backends
+interop:
+	OTELFLEET_INTEROP_OTELCOL=$$(bash test/interop/build.sh) && export OTELFLEET_INTEROP_OTELCOL && \
+	  $(GO) test -race -tags interop -run '^TestInterop' -count=1 -timeout 10m ./cmd/otelfleet
 
 ## e2e: the docker compose stack end to end (needs Docker and docker-compose)
 e2e: images

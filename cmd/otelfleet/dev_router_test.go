@@ -43,11 +43,11 @@ func devTraces(svc string, prefix byte, n, spans int) ptrace.Traces {
 	return td
 }
 
-func TestDevRoutesTracesWholeToItsSinks(t *testing.T) {
-	admin := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	port := freePort(t)
-	// The example config without its rate limits: this test is about placement, and a
-	// fresh router's share of the fleet-wide limit would refuse most of this burst.
+// configWithoutRateLimits writes the example config without its rate limits and
+// returns its path: the tests about placement send bursts that a fresh router's share of
+// the fleet-wide limit would refuse in part.
+func configWithoutRateLimits(t *testing.T) string {
+	t.Helper()
 	example, err := os.ReadFile(examplePath(t))
 	if err != nil {
 		t.Fatal(err)
@@ -58,17 +58,51 @@ func TestDevRoutesTracesWholeToItsSinks(t *testing.T) {
 			cfg = append(cfg, line)
 		}
 	}
-	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(cfgFile, []byte(strings.Join(cfg, "\n")), 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(strings.Join(cfg, "\n")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stop := startDev(t, t.TempDir(), port, "--admin-addr", admin, "--simulate=false", "--config", cfgFile)
+	return path
+}
+
+// fetchRouterStatus returns the status of dev's router at url, or false.
+func fetchRouterStatus(t *testing.T, url string) (events.RouterStatus, bool) {
+	t.Helper()
+	var st events.RouterStatus
+	code, out, _ := runCLI(t, "--nats", url, "--timeout", "2s", "router", "status", "-o", "json")
+	return st, code == exitOK && json.Unmarshal([]byte(out), &st) == nil
+}
+
+// wholeOnOne checks that every trace in perSink is on one sink only with want spans, and
+// returns the sink of each trace.
+func wholeOnOne(t *testing.T, perSink map[string]map[string]int64, want int64) map[string]string {
+	t.Helper()
+	where := map[string]string{}
+	for sink, traces := range perSink {
+		for tid, n := range traces {
+			if other, dup := where[tid]; dup {
+				t.Errorf("trace %s on %s and %s", tid, other, sink)
+			}
+			where[tid] = sink
+			if n != want {
+				t.Errorf("trace %s: %d spans on %s, want %d (whole)", tid, n, sink, want)
+			}
+		}
+	}
+	return where
+}
+
+func TestDevRoutesTracesWholeToItsSinks(t *testing.T) {
+	admin := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	port := freePort(t)
+	stop := startDev(t, t.TempDir(), port, "--admin-addr", admin, "--simulate=false", "--config", configWithoutRateLimits(t))
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
 
 	var st events.RouterStatus
 	natstest.Eventually(t, 20*time.Second, func() bool {
-		code, out, _ := runCLI(t, "--nats", url, "--timeout", "2s", "router", "status", "-o", "json")
-		return code == exitOK && json.Unmarshal([]byte(out), &st) == nil && len(st.Backends) == 3
+		var ok bool
+		st, ok = fetchRouterStatus(t, url)
+		return ok && len(st.Backends) == 3
 	}, "the router does not see the three sinks: %+v", st)
 
 	// 300 traces of 4 spans: half over OTLP/gRPC, half over OTLP/HTTP.
@@ -115,8 +149,8 @@ func TestDevRoutesTracesWholeToItsSinks(t *testing.T) {
 	}
 	var got map[string]otlpsink.Stats
 	natstest.Eventually(t, 15*time.Second, func() bool {
-		code, out, _ := runCLI(t, "--nats", url, "--timeout", "2s", "router", "status", "-o", "json")
-		if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || st.Received != 2*150*spans {
+		var ok bool
+		if st, ok = fetchRouterStatus(t, url); !ok || st.Received != 2*150*spans {
 			return false
 		}
 		got = sinkStats()
@@ -130,21 +164,17 @@ func TestDevRoutesTracesWholeToItsSinks(t *testing.T) {
 		t.Logf("%s: %d spans in %d traces", id, s.Spans, s.Traces)
 	}
 	t.Logf("router: %+v", st)
-	where := map[string]string{}
+	perSink := map[string]map[string]int64{}
 	for id, s := range got {
 		if s.Duplicates != 0 {
 			t.Errorf("%s got %d duplicate spans", id, s.Duplicates)
 		}
+		perSink[id] = map[string]int64{}
 		for _, tc := range s.Recent {
-			if other, dup := where[tc.TraceID]; dup {
-				t.Errorf("trace %s on %s and %s", tc.TraceID, other, id)
-			}
-			where[tc.TraceID] = id
-			if tc.Spans != spans {
-				t.Errorf("trace %s: %d spans on %s, want %d (whole)", tc.TraceID, tc.Spans, id, spans)
-			}
+			perSink[id][tc.TraceID] = tc.Spans
 		}
 	}
+	where := wholeOnOne(t, perSink, spans)
 	if int64(len(where))*spans != st.Kept {
 		t.Errorf("%d traces at the sinks, router kept %d spans", len(where), st.Kept)
 	}
