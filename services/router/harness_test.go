@@ -1,14 +1,19 @@
 package routersvc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -17,6 +22,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
@@ -43,6 +49,8 @@ type env struct {
 	r   *Service
 	app *fxtest.App
 	reg jetstream.KeyValue
+	// backends are closed after the router stops.
+	backends []*backend
 }
 
 // startRouter starts a router with cfg and waits until it is ready.
@@ -55,6 +63,13 @@ func startRouter(t *testing.T, cfg Config) *env {
 	var ready *platform.Readiness
 	e.app = fxtest.New(t, platform.Options(s), platform.Module(s), configwatch.Module, Module(cfg), fx.Populate(&e.r, &ready))
 	e.app.RequireStart()
+	// Cleanups run last-in first-out: the router stops (flushing to its backends) before
+	// the backends close.
+	t.Cleanup(func() {
+		for _, b := range e.backends {
+			b.close()
+		}
+	})
 	t.Cleanup(e.app.RequireStop)
 	natstest.Eventually(t, 15*time.Second, func() bool { _, ok := ready.Check(); return ok }, "router not ready")
 	_, e.js = srv.JetStream(t)
@@ -136,7 +151,7 @@ func (e *env) addBackend(id string) *backend {
 	if err := b.reg.Register(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(b.close)
+	e.backends = append(e.backends, b)
 	key := "collector." + testRegion + "." + id
 	natstest.Eventually(e.t, 5*time.Second, func() bool { _, ok := e.r.tables.Load().byKey[key]; return ok }, "backend %s not in the tables", id)
 	return b
@@ -196,3 +211,43 @@ func total(bs ...*backend) int {
 }
 
 func flagSet() *flag.FlagSet { return flag.NewFlagSet("router", flag.ContinueOnError) }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// counterValue reads a counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// putGlobal stores g as the global config and waits until the router applied it.
+func (e *env) putGlobal(g fleetconfig.Global) {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(context.Background(), events.Default.ConfigBucket())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	g.Version = 7
+	b, err := json.Marshal(g)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), events.GlobalConfigKey, b); err != nil {
+		e.t.Fatal(err)
+	}
+	natstest.Eventually(e.t, 5*time.Second, func() bool {
+		s := e.r.snap.Load()
+		return s != nil && s.Global.Version == 7
+	}, "config not applied")
+}
+
+// unlimited returns the default global config without rate limits.
+func unlimited() fleetconfig.Global {
+	g := fleetconfig.Defaults().Global
+	g.RateLimiting = fleetconfig.RateLimiting{}
+	return g
+}

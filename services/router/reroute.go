@@ -112,13 +112,17 @@ func (s *Service) resplit(hb handBack) bool {
 		s.m.dropped.Add(float64(hb.b.Items))
 		return true
 	}
-	for _, p := range res.Parts {
+	st.top = append(st.top[:0], res.Parts...)
+	for _, p := range st.top {
 		if p.Dest == st.nowhere {
+			for i := range st.top {
+				st.top[i].Release()
+			}
 			return false
 		}
 	}
 	submitted := 0
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		submitted += s.deliver(st, hb.b.Signal, p)
 	}
 	s.m.rerouted.Add(float64(submitted))

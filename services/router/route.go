@@ -3,6 +3,7 @@ package routersvc
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -68,6 +69,8 @@ type splitState struct {
 	excl      func(int) bool
 	// stranded collects the parts deliver found no backend for.
 	stranded []otlpwire.Part
+	// top holds the first split's parts: a later Split reuses the Splitter's slice.
+	top []otlpwire.Part
 }
 
 var splitStates = sync.Pool{New: func() any {
@@ -85,7 +88,7 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 	for range len(t.keys) {
 		st.exclude = append(st.exclude, false)
 	}
-	st.res, st.arena, st.stranded = st.res[:0], st.arena[:0], st.stranded[:0]
+	st.res, st.arena, st.stranded, st.top = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0]
 	return st
 }
 
@@ -176,15 +179,18 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 	}
 	s.count(sig, st.res)
 	out := exportResult{Total: res.Total, Sampled: res.Sampled, Rejected: res.Rejected, Kept: res.Total - res.Sampled - res.Rejected}
+	st.top = append(st.top[:0], res.Parts...)
 	var held int64
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		held += int64(len(p.Payload))
 	}
-	s.mem.held.Add(held) // already in memory: counted, never refused
+	if !s.mem.take(held) {
+		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+	}
 	defer s.mem.give(held)
 	st.routeOnly = true
 	submitted, stranded := 0, 0
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		submitted += s.deliver(st, sig, p)
 	}
 	for i := range st.stranded {
@@ -210,7 +216,10 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 	}
 	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items})
 	if err == nil {
-		return p.Items
+		s.mem.queued.Add(int64(len(p.Payload))) // until the next refresh reads the queues
+		n := p.Items
+		p.Release() // the exporter copied it
+		return n
 	}
 	if !errors.Is(err, export.ErrFull) && !errors.Is(err, export.ErrNoTarget) {
 		s.log.Warn("backend refused a batch; failing over", "backend", st.t.keys[p.Dest], "err", err)
@@ -223,8 +232,8 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 		st.stranded = append(st.stranded, otlpwire.Part{Dest: st.nowhere, Payload: p.Payload, Items: p.Items})
 		return 0
 	}
-	p.Release() // re-split into res.Parts
-	for _, q := range res.Parts {
+	p.Release()                                 // re-split into res.Parts
+	for _, q := range slices.Clone(res.Parts) { // the next Split reuses res.Parts
 		if n := s.deliver(st, sig, q); n > 0 {
 			s.m.rerouted.Add(float64(n))
 			submitted += n

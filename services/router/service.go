@@ -112,12 +112,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 		listening: make(chan struct{}),
 	}
 	s.rr = newRerouter(s)
-	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add)
+	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add,
+		export.WithRegisterer(d.Registerer), export.WithLogger(d.Log.With("component", "export")))
 	if err != nil {
 		return nil, fmt.Errorf("router: exporter: %w", err)
 	}
 	s.exp = exp
-	if s.m, err = newMetrics(d.Registerer, s.mem, exp.Stats); err != nil {
+	if s.m, err = newMetrics(d.Registerer, s.mem); err != nil {
 		return nil, err
 	}
 	mcfg := loadmon.DefaultConfig()
