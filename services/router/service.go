@@ -216,6 +216,7 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.goRun(func() { s.housekeep(ctx) })
 	s.goRun(func() { s.becomeReady(ctx) })
 	s.goRun(func() { s.register(ctx, b.Registry) })
+	s.goRun(func() { s.runPeers(ctx, b.Registry) })
 }
 
 func (s *Service) goRun(fn func()) {
