@@ -125,6 +125,10 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 			}
 		}
 		if st.sig == otlpwire.Traces && it.HasTraceID {
+			if cap(st.arena)-len(st.arena) < maxTraceState {
+				// A fresh block: the trace states already written keep the old one.
+				st.arena = make([]byte, 0, arenaBlock)
+			}
 			free := st.arena[len(st.arena):]
 			o := r.plan.sampler.Decide(it.TraceID, it.TraceState, free)
 			if !o.Keep {
@@ -148,6 +152,13 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 	}
 	return otlpwire.Verdict{Dest: d, TraceState: ts}
 }
+
+// Trace-state arena sizes: a block holds the new trace states of many spans; a block
+// with less room than maxTraceState left is replaced.
+const (
+	arenaBlock    = 16 << 10
+	maxTraceState = 512
+)
 
 // grow extends the arena over ts when Decide appended it in place, so later spans'
 // trace states do not overwrite it; a reallocated ts starts a new arena.
