@@ -89,8 +89,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	o.config.Bind(k)
 	o.registry.Bind(k)
 	o.topology.Bind(k)
-	k.Duration(&o.sampler.Interval, "sampling-interval", "SAMPLING_INTERVAL", o.sampler.Interval, "how often the sampler leader computes a decision (at least 1s)")
-	k.String(&o.sampler.Addr, "sampling-addr", "SAMPLING_ADDR", o.sampler.Addr, "listen address of the Jaeger remote-sampling API (GET /sampling?service=NAME)")
+	o.sampler.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -101,7 +100,11 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	if err := errors.Join(o.config.Validate(), o.topology.Validate(), o.sampler.Validate(), s.Validate()); err != nil {
+	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), s.Validate())
+	if err == nil {
+		err = o.config.Load()
+	}
+	if err != nil {
 		return usageError("%v", err)
 	}
 

@@ -352,14 +352,12 @@ func (s *Service) readyCheck(context.Context) events.CheckResult {
 	return events.CheckResult{Name: "ready", Status: events.HealthHealthy}
 }
 
-// Stop stops the router: its loops, then the exporter (flushing the queues within
-// StopTimeout-ish 5s; what a backend hands back meanwhile is re-routed), then what is
-// still waiting for a backend is counted as dropped; finally it deregisters.
-func (s *Service) Stop() error {
+// Stop stops the router: the exporter first (flushing the queues within ctx; what a
+// backend hands back meanwhile is re-routed), then its loops; what is still waiting for
+// a backend is counted as dropped; finally it deregisters.
+func (s *Service) Stop(ctx context.Context) error {
 	var errs []error
 	s.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		if err := s.exp.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			errs = append(errs, err)
 		}
@@ -378,7 +376,9 @@ func (s *Service) Stop() error {
 			pub.Stop()
 		}
 		if c != nil {
-			if err := c.Deregister(ctx); err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := c.Deregister(dctx); err != nil {
 				errs = append(errs, err)
 			}
 		}
