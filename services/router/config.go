@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
+	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/services/router/internal/balance"
 )
@@ -77,7 +79,7 @@ type Config struct {
 // with gzip and a 5s timeout, 64 MiB per backend queue, a load report every second.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr: ":4317", HTTPAddr: ":4318",
+		GRPCAddr: ":" + strconv.Itoa(events.RouterGRPCPort), HTTPAddr: ":" + strconv.Itoa(events.RouterHTTPPort),
 		MaxRequestBytes: 8 * mib, MaxDecompressedBytes: 32 * mib, MemoryLimit: 256 * mib,
 		Strategy: string(balance.BoundedLoad), LoadFactor: 1.05, RebalanceInterval: 10 * time.Second,
 		ExportProtocol: "grpc", ExportCompression: "gzip", ExportTimeout: 5 * time.Second,

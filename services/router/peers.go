@@ -40,7 +40,7 @@ func (s *Service) runPeers(ctx context.Context, registry jetstream.KeyValue) {
 	} else {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	prefix := "service." + events.ServiceRouter + "."
+	prefix := events.KindService + "." + events.ServiceRouter + "."
 	s.goRun(func() {
 		kvwatch.Run(ctx, s.d.NC, registry, prefix+"*", func(e jetstream.KeyValueEntry) {
 			if e == nil {
