@@ -206,7 +206,7 @@ func FuzzHTTPBody(f *testing.F) {
 		const limit = 64 << 10
 		dst := getBody()
 		defer putBody(dst)
-		pb, r := decodeBody(dst, otlpwire.Traces, encs[int(enc)%len(encs)], isJSON, raw, limit)
+		pb, r := decodeBody(dst, otlpwire.Traces, encs[int(enc)%len(encs)], isJSON, raw, limit, nil)
 		if r != nil {
 			if r.msg == "" {
 				t.Fatal("refusal without a message")

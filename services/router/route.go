@@ -60,13 +60,18 @@ type splitState struct {
 	// routeOnly re-splits already-admitted items: no sampling or rate limiting.
 	routeOnly bool
 	exclude   []bool
-	res       []resState
-	arena     []byte
-	now       time.Time
-	nowhere   int
-	s         *Service
-	fn        func(*otlpwire.Item) otlpwire.Verdict
-	excl      func(int) bool
+	// avoid marks suspect backends (they handed back batches lately): skipped while any
+	// other backend can take the item.
+	avoid    []bool
+	anyAvoid bool
+	res      []resState
+	arena    []byte
+	now      time.Time
+	nowhere  int
+	s        *Service
+	fn       func(*otlpwire.Item) otlpwire.Verdict
+	excl     func(int) bool
+	exclSoft func(int) bool
 	// stranded collects the parts deliver found no backend for.
 	stranded []otlpwire.Part
 	// top holds the first split's parts: a later Split reuses the Splitter's slice.
@@ -77,6 +82,7 @@ var splitStates = sync.Pool{New: func() any {
 	st := &splitState{}
 	st.fn = st.route
 	st.excl = func(d int) bool { return st.exclude[d] }
+	st.exclSoft = func(d int) bool { return st.exclude[d] || st.avoid[d] }
 	return st
 }}
 
@@ -84,9 +90,17 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 	st := splitStates.Get().(*splitState)
 	st.s, st.t, st.pol, st.lim, st.sig, st.routeOnly, st.now = s, t, s.policy.Load(), s.limiter.Load(), sig, false, time.Now()
 	st.nowhere = len(t.keys)
-	st.exclude = st.exclude[:0]
+	st.exclude, st.avoid, st.anyAvoid = st.exclude[:0], st.avoid[:0], false
 	for range len(t.keys) {
 		st.exclude = append(st.exclude, false)
+		st.avoid = append(st.avoid, false)
+	}
+	if sus := s.suspects.Load(); sus != nil {
+		for key, until := range *sus {
+			if d, ok := t.byKey[key]; ok && st.now.Before(until) {
+				st.avoid[d], st.anyAvoid = true, true
+			}
+		}
 	}
 	st.res, st.arena, st.stranded, st.top = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0]
 	return st
@@ -146,7 +160,13 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 	if it.HasTraceID {
 		key = balance.TraceKey(it.TraceID)
 	}
-	d := st.t.pick(r.plan, key, st.excl)
+	d := -1
+	if st.anyAvoid {
+		d = st.t.pick(r.plan, key, st.exclSoft)
+	}
+	if d < 0 {
+		d = st.t.pick(r.plan, key, st.excl)
+	}
 	if d < 0 {
 		d = st.nowhere
 	}

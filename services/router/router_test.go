@@ -356,3 +356,72 @@ func postQuiet(url string, body []byte) (int, http.Header, error) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, resp.Header, nil
 }
+
+// TestBackendKilledMidStream: a backend's server dies (as with kill -9: its registration
+// stays until it expires) while traffic flows; every accepted span still arrives.
+func TestBackendKilledMidStream(t *testing.T) {
+	e := startRouter(t, testConfig())
+	bs := []*backend{e.addBackend("b1"), e.addBackend("b2"), e.addBackend("b3")}
+	e.putGlobal(unlimited())
+	e.putDecision(1)
+	s := startStreamer(t, e.grpcAddr(), 4)
+	natstest.Eventually(t, 10*time.Second, func() bool { _, n := bs[1].counts(); return n > 200 }, "no traffic on b2")
+	bs[1].srv.Stop() // the process is gone; the registry does not know yet
+	killed := time.Now()
+	_, b1 := bs[0].counts()
+	_, b3 := bs[2].counts()
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		_, n1 := bs[0].counts()
+		_, n3 := bs[2].counts()
+		return n1 > b1+400 && n3 > b3+400
+	}, "traffic did not continue on the others")
+	t.Logf("the others took 400 more spans each %v after the kill", time.Since(killed))
+	// Within a second of its first hand-back the dead backend gets no new traffic: what
+	// it handed back stops growing.
+	handedBack := func() int64 {
+		for _, st := range e.r.Status().Backends {
+			if st.Key == "collector."+testRegion+".b2" {
+				return st.Rerouted
+			}
+		}
+		return -1
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return handedBack() > 0 }, "b2 handed nothing back")
+	settled := handedBack()
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		n := handedBack()
+		if n != settled {
+			settled = n
+			return false
+		}
+		_, n1 := bs[0].counts()
+		return n1 > b1+1200
+	}, "b2 kept handing batches back")
+	t.Logf("b2 settled at %d handed back, %v after the kill", settled, time.Since(killed))
+	sent := s.finish()
+	want := 0
+	for _, n := range sent {
+		want += n
+	}
+	got := map[[16]byte]int{}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		clear(got)
+		for _, b := range bs {
+			c, _ := b.counts()
+			for id, n := range c {
+				got[id] += n
+			}
+		}
+		for id, n := range sent {
+			if got[id] < n {
+				return false
+			}
+		}
+		return true
+	}, "accepted spans lost: %d sent, backends have %d", want, total(bs...))
+	dup := total(bs...) - want
+	t.Logf("sent %d spans in %d traces; %d client retries; duplicates %d; status %+v", want, len(sent), s.retried.Load(), dup, e.r.Status().Backends)
+	if d := counterValue(t, e.r.m.dropped); d != 0 {
+		t.Fatalf("dropped %v", d)
+	}
+}

@@ -66,6 +66,10 @@ type Service struct {
 	decision atomic.Pointer[events.Decision]
 	snap     atomic.Pointer[configwatch.Snapshot]
 
+	// suspects are the backends new traffic avoids until the given time.
+	suspects  atomic.Pointer[map[string]time.Time]
+	suspectMu sync.Mutex
+
 	rebuildMu    sync.Mutex
 	lastBackends []backends.Backend
 
