@@ -197,15 +197,23 @@ func (s *streamer) finish() map[[16]byte]int {
 	return s.sent
 }
 
-// TestBackendLeavesMidStream: a backend deregisters and closes while traffic flows; it
-// leaves the tables within a second and every accepted span still arrives.
-func TestBackendLeavesMidStream(t *testing.T) {
+// streaming starts a router keeping everything with three backends and a stream of
+// traces flowing through it to all three.
+func streaming(t *testing.T) (*env, []*backend, *streamer) {
+	t.Helper()
 	e := startRouter(t, testConfig())
 	bs := []*backend{e.addBackend("b1"), e.addBackend("b2"), e.addBackend("b3")}
 	e.putGlobal(unlimited())
 	e.putDecision(1)
 	s := startStreamer(t, e.grpcAddr(), 4)
 	natstest.Eventually(t, 10*time.Second, func() bool { _, n := bs[1].counts(); return n > 200 }, "no traffic on b2")
+	return e, bs, s
+}
+
+// TestBackendLeavesMidStream: a backend deregisters and closes while traffic flows; it
+// leaves the tables within a second and every accepted span still arrives.
+func TestBackendLeavesMidStream(t *testing.T) {
+	e, bs, s := streaming(t)
 	left := time.Now()
 	bs[1].leave()
 	natstest.Eventually(t, time.Second, func() bool { _, ok := e.r.tables.Load().byKey["collector."+testRegion+".b2"]; return !ok }, "b2 still routed to 1s after it left")
@@ -360,12 +368,7 @@ func postQuiet(url string, body []byte) (int, http.Header, error) {
 // TestBackendKilledMidStream: a backend's server dies (as with kill -9: its registration
 // stays until it expires) while traffic flows; every accepted span still arrives.
 func TestBackendKilledMidStream(t *testing.T) {
-	e := startRouter(t, testConfig())
-	bs := []*backend{e.addBackend("b1"), e.addBackend("b2"), e.addBackend("b3")}
-	e.putGlobal(unlimited())
-	e.putDecision(1)
-	s := startStreamer(t, e.grpcAddr(), 4)
-	natstest.Eventually(t, 10*time.Second, func() bool { _, n := bs[1].counts(); return n > 200 }, "no traffic on b2")
+	e, bs, s := streaming(t)
 	bs[1].srv.Stop() // the process is gone; the registry does not know yet
 	killed := time.Now()
 	_, b1 := bs[0].counts()
