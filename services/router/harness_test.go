@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -113,6 +115,8 @@ func (e *env) httpURL() string  { _, h := e.r.Addrs(); return "http://" + h }
 // spans of every trace, registered in the registry with its address.
 type backend struct {
 	ptraceotlp.UnimplementedGRPCServer
+	logs    logsServer
+	metrics metricsServer
 	id   string
 	srv  *grpc.Server
 	ln   net.Listener
@@ -123,6 +127,52 @@ type backend struct {
 	mu     sync.Mutex
 	traces map[[16]byte]int
 	spans  int
+	// logTraces counts log records per trace ID (zero ID: none); services counts log
+	// records and data points per service.name.
+	logTraces map[[16]byte]int
+	services  map[string]int
+}
+
+// logsServer and metricsServer count what the backend's logs and metrics services get.
+type logsServer struct {
+	plogotlp.UnimplementedGRPCServer
+	b *backend
+}
+
+func (s *logsServer) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rls := req.Logs().ResourceLogs()
+	for i := range rls.Len() {
+		svc, _ := rls.At(i).Resource().Attributes().Get("service.name")
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			lrs := sls.At(j).LogRecords()
+			for k := range lrs.Len() {
+				b.logTraces[lrs.At(k).TraceID()]++
+				b.services[svc.Str()]++
+			}
+		}
+	}
+	return plogotlp.NewExportResponse(), nil
+}
+
+type metricsServer struct {
+	pmetricotlp.UnimplementedGRPCServer
+	b *backend
+}
+
+func (s *metricsServer) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rms := req.Metrics().ResourceMetrics()
+	for i := range rms.Len() { // one data point per resource in the tests
+		svc, _ := rms.At(i).Resource().Attributes().Get("service.name")
+		b.services[svc.Str()]++
+	}
+	return pmetricotlp.NewExportResponse(), nil
 }
 
 // fixedReadings keeps registration health checks away from the shared machine's load.
@@ -137,8 +187,11 @@ func (e *env) addBackend(id string) *backend {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	b := &backend{id: id, ln: ln, srv: grpc.NewServer(), traces: map[[16]byte]int{}}
+	b := &backend{id: id, ln: ln, srv: grpc.NewServer(), traces: map[[16]byte]int{}, logTraces: map[[16]byte]int{}, services: map[string]int{}}
 	ptraceotlp.RegisterGRPCServer(b.srv, b)
+	b.logs.b, b.metrics.b = b, b
+	plogotlp.RegisterGRPCServer(b.srv, &b.logs)
+	pmetricotlp.RegisterGRPCServer(b.srv, &b.metrics)
 	b.wg.Add(1)
 	go func() { defer b.wg.Done(); _ = b.srv.Serve(ln) }()
 	b.reg, err = registration.New(e.reg, registration.Config{
@@ -198,6 +251,21 @@ func (b *backend) counts() (map[[16]byte]int, int) {
 		out[k] = v
 	}
 	return out, b.spans
+}
+
+// logsAndServices returns copies of the log records per trace and the items per service.
+func (b *backend) logsAndServices() (map[[16]byte]int, map[string]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lt := make(map[[16]byte]int, len(b.logTraces))
+	for k, v := range b.logTraces {
+		lt[k] = v
+	}
+	sv := make(map[string]int, len(b.services))
+	for k, v := range b.services {
+		sv[k] = v
+	}
+	return lt, sv
 }
 
 // total sums the spans received by bs.

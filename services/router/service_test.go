@@ -8,6 +8,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -152,5 +157,92 @@ func TestRateLimitedPartialSuccess(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, func() bool { _, n := b.counts(); return n == 500-int(rejected) }, "admitted spans not delivered")
 	if st := e.r.Status(); st.RateLimited != rejected {
 		t.Fatalf("status rate_limited %d, want %d", st.RateLimited, rejected)
+	}
+}
+
+// TestLogsAndMetrics: log records follow their trace ID (all of a trace's on one backend),
+// log records without one and metrics follow their service; nothing is sampled.
+func TestLogsAndMetrics(t *testing.T) {
+	e := startRouter(t, testConfig())
+	bs := []*backend{e.addBackend("b1"), e.addBackend("b2"), e.addBackend("b3")}
+	e.putGlobal(unlimited())
+	e.putDecision(0.01) // logs and metrics are not sampled
+	post := func(path string, body []byte) {
+		t.Helper()
+		if code, _, resp := post(t, e.httpURL()+path, contentProto, "", body); code != 200 {
+			t.Fatalf("%s: %d %q", path, code, resp)
+		}
+	}
+	const traces, perTrace, untraced = 40, 4, 50
+	for i := range traces {
+		ld := plog.NewLogs()
+		rl := ld.ResourceLogs().AppendEmpty()
+		rl.Resource().Attributes().PutStr("service.name", "cart")
+		for range perTrace {
+			lr := rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+			lr.SetTraceID(pcommon.TraceID{byte(i + 1), 9, 9})
+			lr.Body().SetStr("hello")
+		}
+		b, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+		post("/v1/logs", b)
+	}
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	rl.Resource().Attributes().PutStr("service.name", "batch")
+	for range untraced {
+		rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("no trace")
+	}
+	b, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	post("/v1/logs", b)
+	md := pmetric.NewMetrics()
+	for i := range 30 {
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("service.name", "svc-"+string(rune('a'+i%5)))
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("queue_depth")
+		m.SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(int64(i))
+	}
+	b, _ = pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	post("/v1/metrics", b)
+
+	want := traces*perTrace + untraced + 30
+	count := func() int {
+		n := 0
+		for _, b := range bs {
+			_, sv := b.logsAndServices()
+			for _, c := range sv {
+				n += c
+			}
+		}
+		return n
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return count() >= want }, "backends got %d of %d items", count(), want)
+	if n := count(); n != want {
+		t.Fatalf("backends got %d items, want %d", n, want)
+	}
+	traceAt, svcAt := map[[16]byte]string{}, map[string]string{}
+	for _, b := range bs {
+		lt, sv := b.logsAndServices()
+		for id, n := range lt {
+			if id != ([16]byte{}) && n != perTrace {
+				t.Fatalf("backend %s has %d log records of trace %x, want all %d", b.id, n, id, perTrace)
+			}
+			if other, ok := traceAt[id]; ok {
+				t.Fatalf("trace %x's logs on %s and %s", id, other, b.id)
+			}
+			traceAt[id] = b.id
+		}
+		for svc := range sv {
+			if svc == "cart" {
+				continue // routed by trace ID
+			}
+			if other, ok := svcAt[svc]; ok {
+				t.Fatalf("service %s on %s and %s", svc, other, b.id)
+			}
+			svcAt[svc] = b.id
+		}
+	}
+	if len(traceAt) != traces+1 || len(svcAt) != 6 {
+		t.Fatalf("placements: %d traces (want %d + the untraced), %d services (want 6)", len(traceAt), traces, len(svcAt))
 	}
 }
