@@ -117,12 +117,12 @@ type backend struct {
 	ptraceotlp.UnimplementedGRPCServer
 	logs    logsServer
 	metrics metricsServer
-	id   string
-	srv  *grpc.Server
-	ln   net.Listener
-	reg  *registration.Client
-	wg   sync.WaitGroup
-	stop sync.Once
+	id      string
+	srv     *grpc.Server
+	ln      net.Listener
+	reg     *registration.Client
+	wg      sync.WaitGroup
+	stop    sync.Once
 
 	mu     sync.Mutex
 	traces map[[16]byte]int
