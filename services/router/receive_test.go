@@ -14,12 +14,16 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
 )
 
@@ -221,4 +225,30 @@ func FuzzHTTPBody(f *testing.F) {
 			t.Fatalf("split error not wrapping ErrMalformed: %v", err)
 		}
 	})
+}
+
+// TestBusyUntilReady: with NATS unreachable the receivers listen at once and answer
+// 503 + Retry-After / UNAVAILABLE + RetryInfo until the router is ready.
+func TestBusyUntilReady(t *testing.T) {
+	s := platform.DefaultSettings("router")
+	s.NATS.URL, s.AdminAddr, s.LogLevel, s.LogFormat = "nats://127.0.0.1:1", "127.0.0.1:0", "error", "text"
+	var r *Service
+	app := fxtest.New(t, platform.Options(s), platform.Module(s), configwatch.Module, Module(testConfig()), fx.Populate(&r))
+	app.RequireStart()
+	defer app.RequireStop()
+	g, h := r.Addrs()
+	code, hdr, body := post(t, "http://"+h+"/v1/traces", contentProto, "", traceRequest(t, "checkout", [16]byte{1}, 1))
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "starting") {
+		t.Fatalf("HTTP before ready: %d %v %q", code, hdr, body)
+	}
+	cc, err := grpc.NewClient(g, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	var out rawMsg
+	err = cc.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &rawMsg{b: traceRequest(t, "checkout", [16]byte{1}, 1)}, &out, grpc.ForceCodecV2(rawCodec{}))
+	if d, ok := retryAfterOf(err); status.Code(err) != codes.Unavailable || !ok || d <= 0 {
+		t.Fatalf("gRPC before ready: %v", err)
+	}
 }
