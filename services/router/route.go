@@ -76,6 +76,8 @@ type splitState struct {
 	stranded []otlpwire.Part
 	// top holds the first split's parts: a later Split reuses the Splitter's slice.
 	top []otlpwire.Part
+	// first holds the first split's per-resource counts.
+	first []resState
 }
 
 var splitStates = sync.Pool{New: func() any {
@@ -102,7 +104,7 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 			}
 		}
 	}
-	st.res, st.arena, st.stranded, st.top = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0]
+	st.res, st.arena, st.stranded, st.top, st.first = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0], st.first[:0]
 	return st
 }
 
@@ -208,7 +210,10 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		}
 		return exportResult{}, refuse(refuseMalformed, "%s request: %v", sig, err)
 	}
-	s.count(sig, st.res)
+	// deliver's re-splits reuse st.res: keep the first split's counts.
+	st.first = append(st.first[:0], st.res...)
+	accepted := false
+	defer func() { s.count(sig, st.first, accepted) }()
 	out := exportResult{Total: res.Total, Sampled: res.Sampled, Rejected: res.Rejected, Kept: res.Total - res.Sampled - res.Rejected}
 	st.top = append(st.top[:0], res.Parts...)
 	var held int64
@@ -216,6 +221,9 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		held += int64(len(p.Payload))
 	}
 	if !s.mem.take(held) {
+		for i := range st.top {
+			st.top[i].Release()
+		}
 		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
 	}
 	defer s.mem.give(held)
@@ -234,6 +242,7 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		}
 		return exportResult{}, busy(retryBusy, "no backend can take %d of the %d %s now (backends full or gone); retry later", stranded, out.Kept, itemNoun(sig))
 	}
+	accepted = true
 	return out, nil
 }
 
@@ -273,8 +282,10 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 	return submitted
 }
 
-// count adds one request's per-resource counts to the metrics and the load monitor.
-func (s *Service) count(sig otlpwire.Signal, res []resState) {
+// count adds one request's per-resource counts to the metrics and the load monitor:
+// received always (it is the demand), the verdicts only when the request was accepted
+// (a refused request comes back).
+func (s *Service) count(sig otlpwire.Signal, res []resState, accepted bool) {
 	for i := range res {
 		r := &res[i]
 		if r.plan == nil || r.received == 0 {
@@ -282,6 +293,14 @@ func (s *Service) count(sig otlpwire.Signal, res []resState) {
 		}
 		c := s.m.service(sig.String(), r.plan.service)
 		c.received.Add(float64(r.received))
+		if sig == otlpwire.Traces {
+			s.mon.RecordService(r.plan.service, r.received)
+			s.mon.RecordSpans(r.received, 0)
+			s.totals.received.Add(int64(r.received))
+		}
+		if !accepted {
+			continue
+		}
 		if r.kept > 0 {
 			c.kept.Add(float64(r.kept))
 		}
@@ -292,9 +311,6 @@ func (s *Service) count(sig otlpwire.Signal, res []resState) {
 			c.rateLimited.Add(float64(r.rateLimited))
 		}
 		if sig == otlpwire.Traces {
-			s.mon.RecordService(r.plan.service, r.received)
-			s.mon.RecordSpans(r.received, 0)
-			s.totals.received.Add(int64(r.received))
 			s.totals.kept.Add(int64(r.kept))
 			s.totals.sampled.Add(int64(r.sampled))
 			s.totals.rateLimited.Add(int64(r.rateLimited))
