@@ -1,6 +1,7 @@
 package routersvc
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -65,4 +66,29 @@ func BenchmarkSplitRoute(b *testing.B) {
 		}
 		putSplitState(st)
 	}
+}
+
+// BenchmarkExport measures one request's whole path in the router — split, sampling at
+// rate 1, picks, and hand-off to the exporter's queues — with three real OTLP/gRPC
+// backends draining them (gzip on the wire). It reports the spans per second the router
+// accepted; refusals (queues full) are counted, not hidden.
+func BenchmarkExport(b *testing.B) {
+	e := startRouter(b, testConfig())
+	for _, id := range []string{"b1", "b2", "b3"} {
+		e.addBackend(id)
+	}
+	e.putGlobal(unlimited())
+	e.putDecision(1)
+	req := benchRequest(b, 128, 4)
+	busy := 0
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, r := e.r.export(context.Background(), otlpwire.Traces, req); r != nil {
+			busy++
+		}
+	}
+	b.ReportMetric(float64(b.N-busy)*512/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(busy)/float64(b.N), "refused/op")
 }

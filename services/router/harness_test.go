@@ -45,7 +45,7 @@ func testConfig() Config {
 
 // env is a router running the way its binary runs it, on a real in-process NATS.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *natstest.Server
 	js  jetstream.JetStream
 	r   *Service
@@ -56,7 +56,7 @@ type env struct {
 }
 
 // startRouter starts a router with cfg and waits until it is ready.
-func startRouter(t *testing.T, cfg Config) *env {
+func startRouter(t testing.TB, cfg Config) *env {
 	t.Helper()
 	srv := natstest.Run(t)
 	s := platform.DefaultSettings("router")
