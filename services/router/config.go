@@ -127,8 +127,8 @@ func (c Config) Validate() error {
 	if c.MaxDecompressedBytes < c.MaxRequestBytes || c.MaxDecompressedBytes > 4<<30 {
 		bad("--max-decompressed-bytes %d: must be in [--max-request-bytes (%d), 4 GiB]", c.MaxDecompressedBytes, c.MaxRequestBytes)
 	}
-	if c.MemoryLimit < 64*kib {
-		bad("--memory-limit %d: must be at least 64 KiB", c.MemoryLimit)
+	if need := c.MaxRequestBytes + 2*c.MaxDecompressedBytes; c.MemoryLimit < max(need, 64*kib) {
+		bad("--memory-limit %d: must be at least 64 KiB and --max-request-bytes + 2 × --max-decompressed-bytes (%d), so that the largest request fits (body, decompressed, split)", c.MemoryLimit, need)
 	}
 	if _, err := balance.ParseStrategy(c.Strategy); err != nil {
 		bad("--balance-strategy %q: %v", c.Strategy, err)

@@ -62,7 +62,8 @@ type memory struct {
 	limit  int64
 	held   atomic.Int64
 	queued atomic.Int64
-	peak   atomic.Int64
+	// peak is the most held + queued at an admission (tests).
+	peak atomic.Int64
 }
 
 // used returns the bytes held now.
@@ -84,11 +85,9 @@ func (m *memory) take(n int64) bool {
 // give releases n bytes taken earlier.
 func (m *memory) give(n int64) { m.held.Add(-n) }
 
-// setQueued records the backends' queued bytes.
-func (m *memory) setQueued(n int64) {
-	m.queued.Store(n)
-	m.notePeak()
-}
+// setQueued records the backends' queued bytes. (Bytes just submitted may be counted
+// both here and as held until their request returns: conservative, never under.)
+func (m *memory) setQueued(n int64) { m.queued.Store(n) }
 
 func (m *memory) notePeak() {
 	u := m.used()

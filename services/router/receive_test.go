@@ -41,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny request", "--max-request-bytes", func(c *Config) { c.MaxRequestBytes = 10 }},
 		{"decompressed below request", "--max-decompressed-bytes", func(c *Config) { c.MaxDecompressedBytes = c.MaxRequestBytes - 1 }},
 		{"memory", "--memory-limit", func(c *Config) { c.MemoryLimit = 1 }},
+		{"memory below a request", "--memory-limit", func(c *Config) { c.MemoryLimit = 64 << 20 }},
 		{"strategy", "--balance-strategy", func(c *Config) { c.Strategy = "random" }},
 		{"load factor", "--load-factor", func(c *Config) { c.LoadFactor = 1 }},
 		{"rebalance", "--rebalance-interval", func(c *Config) { c.RebalanceInterval = 0 }},
@@ -64,14 +65,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigEnv(t *testing.T) {
 	t.Setenv("OTLP_GRPC_ADDR", ":14317")
-	t.Setenv("ROUTER_MEMORY_LIMIT", "1048576")
+	t.Setenv("ROUTER_MEMORY_LIMIT", "1073741824")
 	c := DefaultConfig()
 	k := knobs.New(flagSet())
 	c.Bind(k)
 	if err := k.FlagSet().Parse([]string{"--load-factor", "1.2"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.GRPCAddr != ":14317" || c.MemoryLimit != 1<<20 || c.LoadFactor != 1.2 || c.HTTPAddr != ":4318" {
+	if c.GRPCAddr != ":14317" || c.MemoryLimit != 1<<30 || c.LoadFactor != 1.2 || c.HTTPAddr != ":4318" {
 		t.Fatalf("bound config: %+v", c)
 	}
 }

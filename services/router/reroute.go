@@ -127,6 +127,7 @@ func (s *Service) resplit(hb handBack) bool {
 		submitted += s.deliver(st, hb.b.Signal, p)
 	}
 	s.m.rerouted.Add(float64(submitted))
+	s.mem.queued.Add(st.queuedBytes)
 	// Parts that found every backend full after the check wait for the next try.
 	for _, p := range st.stranded {
 		s.rr.add(hb.from, export.Batch{Signal: hb.b.Signal, Payload: p.Payload, Items: p.Items})

@@ -78,6 +78,8 @@ type splitState struct {
 	top []otlpwire.Part
 	// first holds the first split's per-resource counts.
 	first []resState
+	// queuedBytes sums the payloads deliver handed to the exporter.
+	queuedBytes int64
 }
 
 var splitStates = sync.Pool{New: func() any {
@@ -105,6 +107,7 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 		}
 	}
 	st.res, st.arena, st.stranded, st.top, st.first = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0], st.first[:0]
+	st.queuedBytes = 0
 	return st
 }
 
@@ -226,12 +229,15 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		}
 		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
 	}
-	defer s.mem.give(held)
 	st.routeOnly = true
 	submitted, stranded := 0, 0
 	for _, p := range st.top {
 		submitted += s.deliver(st, sig, p)
 	}
+	// The submitted bytes now sit in the backends' queues (until the next refresh reads
+	// them there): released from this request first, so they are never counted twice.
+	s.mem.give(held)
+	s.mem.queued.Add(st.queuedBytes)
 	for i := range st.stranded {
 		stranded += st.stranded[i].Items
 		st.stranded[i].Release()
@@ -256,7 +262,7 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 	}
 	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items})
 	if err == nil {
-		s.mem.queued.Add(int64(len(p.Payload))) // until the next refresh reads the queues
+		st.queuedBytes += int64(len(p.Payload))
 		n := p.Items
 		p.Release() // the exporter copied it
 		return n

@@ -292,7 +292,7 @@ func TestBackendJoins(t *testing.T) {
 // never goes over its limit.
 func TestOverload(t *testing.T) {
 	cfg := testConfig()
-	cfg.MemoryLimit = 256 << 10
+	cfg.MemoryLimit, cfg.MaxRequestBytes, cfg.MaxDecompressedBytes = 256<<10, 32<<10, 64<<10
 	e := startRouter(t, cfg)
 	bs := []*backend{e.addBackend("b1")}
 	e.putGlobal(unlimited())
