@@ -78,8 +78,10 @@ type splitState struct {
 	top []otlpwire.Part
 	// first holds the first split's per-resource counts.
 	first []resState
-	// queuedBytes sums the payloads deliver handed to the exporter.
+	// queuedBytes sums the payloads deliver handed to the exporter; failedOver the items
+	// it submitted to another backend than the first choice.
 	queuedBytes int64
+	failedOver  int
 }
 
 var splitStates = sync.Pool{New: func() any {
@@ -107,7 +109,7 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 		}
 	}
 	st.res, st.arena, st.stranded, st.top, st.first = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0], st.first[:0]
-	st.queuedBytes = 0
+	st.queuedBytes, st.failedOver = 0, 0
 	return st
 }
 
@@ -238,6 +240,7 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 	// them there): released from this request first, so they are never counted twice.
 	s.mem.give(held)
 	s.mem.queued.Add(st.queuedBytes)
+	s.m.rerouted.Add(float64(st.failedOver))
 	for i := range st.stranded {
 		stranded += st.stranded[i].Items
 		st.stranded[i].Release()
@@ -255,7 +258,12 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 // deliver submits part p to its backend; a full or gone backend is excluded and p
 // re-split over the next backends of its items. It returns the items submitted; parts
 // that can go nowhere are appended to st.stranded.
-func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) (submitted int) {
+func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) int {
+	return s.deliverAt(st, sig, p, 0)
+}
+
+// deliverAt is deliver for a part re-split depth times.
+func (s *Service) deliverAt(st *splitState, sig otlpwire.Signal, p otlpwire.Part, depth int) (submitted int) {
 	if p.Dest == st.nowhere {
 		st.stranded = append(st.stranded, p)
 		return 0
@@ -264,6 +272,9 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 	if err == nil {
 		st.queuedBytes += int64(len(p.Payload))
 		n := p.Items
+		if depth > 0 {
+			st.failedOver += n
+		}
 		p.Release() // the exporter copied it
 		return n
 	}
@@ -280,10 +291,7 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 	}
 	p.Release()                                 // re-split into res.Parts
 	for _, q := range slices.Clone(res.Parts) { // the next Split reuses res.Parts
-		if n := s.deliver(st, sig, q); n > 0 {
-			s.m.rerouted.Add(float64(n))
-			submitted += n
-		}
+		submitted += s.deliverAt(st, sig, q, depth+1)
 	}
 	return submitted
 }
