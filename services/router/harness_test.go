@@ -124,6 +124,9 @@ type backend struct {
 	wg      sync.WaitGroup
 	stop    sync.Once
 
+	// hold, when set before traffic, makes Export wait until it is closed (a stuck backend).
+	hold chan struct{}
+
 	mu     sync.Mutex
 	traces map[[16]byte]int
 	spans  int
@@ -181,13 +184,16 @@ type fixedReadings struct{}
 func (fixedReadings) Sample() (sysstat.Reading, error) { return sysstat.Reading{}, nil }
 
 // addBackend starts and registers a backend and waits until the router routes to it.
-func (e *env) addBackend(id string) *backend {
+func (e *env) addBackend(id string, opts ...func(*backend)) *backend {
 	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	b := &backend{id: id, ln: ln, srv: grpc.NewServer(), traces: map[[16]byte]int{}, logTraces: map[[16]byte]int{}, services: map[string]int{}}
+	for _, o := range opts {
+		o(b)
+	}
 	ptraceotlp.RegisterGRPCServer(b.srv, b)
 	b.logs.b, b.metrics.b = b, b
 	plogotlp.RegisterGRPCServer(b.srv, &b.logs)
@@ -225,7 +231,14 @@ func (b *backend) close() {
 }
 
 // Export counts the request's spans per trace.
-func (b *backend) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+func (b *backend) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	if b.hold != nil {
+		select {
+		case <-b.hold:
+		case <-ctx.Done():
+			return ptraceotlp.NewExportResponse(), ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rss := req.Traces().ResourceSpans()

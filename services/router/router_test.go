@@ -428,3 +428,29 @@ func TestBackendKilledMidStream(t *testing.T) {
 		t.Fatalf("dropped %v", d)
 	}
 }
+
+// TestFullBackendFailsOver: a stuck backend's queue fills up; its traces fail over to the
+// next backends instead of being refused, and once it recovers everything accepted has
+// arrived somewhere.
+func TestFullBackendFailsOver(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueueBytes, cfg.ExportTimeout = 64<<10, time.Minute
+	e := startRouter(t, cfg)
+	stuck := e.addBackend("b1", func(b *backend) { b.hold = make(chan struct{}) })
+	bs := []*backend{stuck, e.addBackend("b2"), e.addBackend("b3")}
+	e.putGlobal(unlimited())
+	e.putDecision(1)
+	s := startStreamer(t, e.grpcAddr(), 4)
+	natstest.Eventually(t, 20*time.Second, func() bool { return counterValue(t, e.r.m.rerouted) > 500 }, "no fail-over from the full backend (rerouted %v)", counterValue(t, e.r.m.rerouted))
+	close(stuck.hold)
+	sent := s.finish()
+	want := 0
+	for _, n := range sent {
+		want += n
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool { return total(bs...) >= want }, "backends got %d of %d accepted spans", total(bs...), want)
+	t.Logf("sent %d spans; rerouted %v; client retries %d; delivered %d", want, counterValue(t, e.r.m.rerouted), s.retried.Load(), total(bs...))
+	if d := counterValue(t, e.r.m.dropped); d != 0 {
+		t.Fatalf("dropped %v", d)
+	}
+}
