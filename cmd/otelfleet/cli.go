@@ -312,7 +312,3 @@ func since(t time.Time) string {
 	}
 	return d.String() + " ago"
 }
-
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
-
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
@@ -98,7 +100,7 @@ func readConfigFile(path string) ([]byte, error) {
 		return nil, usageError("-f FILE is required")
 	}
 	if path == "-" {
-		return readAll(os.Stdin)
+		return io.ReadAll(os.Stdin)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -219,7 +221,7 @@ func (env *cliEnv) configRefusal(file string, err error) error {
 	var me *microapi.Error
 	if errors.As(err, &me) && me.Code == microapi.CodeBadRequest && len(me.Body) > 0 {
 		var rep configsvc.ValidateReply
-		if jsonUnmarshal(me.Body, &rep) == nil && len(rep.Problems) > 0 {
+		if json.Unmarshal(me.Body, &rep) == nil && len(rep.Problems) > 0 {
 			env.printProblems(file, &fleetconfig.ValidationError{Problems: rep.Problems})
 			return refused(fmt.Errorf("%s is invalid; nothing was changed", file))
 		}

@@ -107,8 +107,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	o.registry.Bind(k)
 	o.topology.Bind(k)
 	o.router.Bind(k)
-	k.Duration(&o.sampler.Interval, "sampling-interval", "SAMPLING_INTERVAL", o.sampler.Interval, "how often the sampler leader computes a decision (at least 1s)")
-	k.String(&o.sampler.Addr, "sampling-addr", "SAMPLING_ADDR", o.sampler.Addr, "listen address of the Jaeger remote-sampling API (GET /sampling?service=NAME)")
+	o.sampler.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -122,7 +121,11 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if o.sinks < 0 || o.sinks > 100 {
 		return usageError("--sinks %d: want 0..100", o.sinks)
 	}
-	if err := errors.Join(o.config.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), s.Validate()); err != nil {
+	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), s.Validate())
+	if err == nil {
+		err = o.config.Load()
+	}
+	if err != nil {
 		return usageError("%v", err)
 	}
 

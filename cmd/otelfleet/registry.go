@@ -1,14 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +13,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	registrysvc "github.com/otelfleet/otelfleet/services/registry"
 )
 
 const registryUsage = `registry COMMAND [flags]
@@ -63,7 +61,7 @@ func registryLs(ctx context.Context, env *cliEnv, args []string) error {
 			regs = append(regs, r)
 		}
 	}
-	sortRegistrations(regs)
+	registrysvc.SortRegistrations(regs)
 	if *out == "json" {
 		return env.printJSON(regs)
 	}
@@ -161,16 +159,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// sortRegistrations orders registrations by kind, region, name and id.
-func sortRegistrations(rs []events.Registration) {
-	slices.SortFunc(rs, func(a, b events.Registration) int {
-		return cmp.Or(
-			strings.Compare(a.InstanceKind, b.InstanceKind),
-			strings.Compare(a.Region, b.Region),
-			strings.Compare(a.Name, b.Name),
-			strings.Compare(a.ID, b.ID),
-		)
-	})
 }

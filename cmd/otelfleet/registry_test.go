@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -33,30 +32,12 @@ func contractServer(t *testing.T) (*natstest.Server, *natsconn.Buckets) {
 	return srv, b
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // background runs a long-lived command in-process until the returned stop function is
 // called, which returns its exit code.
-func background(t *testing.T, args ...string) (stdout, stderr *syncBuffer, stop func() int, done <-chan struct{}) {
+func background(t *testing.T, args ...string) (stdout, stderr *natstest.Buffer, stop func() int, done <-chan struct{}) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &natstest.Buffer{}, &natstest.Buffer{}
 	finished := make(chan struct{})
 	var code int
 	go func() {

@@ -84,12 +84,12 @@ func samplingGet(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(w, "strategy %s · degraded %s (utilization %.1f%%) · global rate %s · default rate %s\n",
 		d.Strategy, degraded, 100*d.Inputs.Utilization, smpRate(d.GlobalRate), smpRate(d.DefaultRate))
-	fmt.Fprintf(w, "fleet %s spans/s from %d collectors · kept %s spans/s", smpSpans(d.Inputs.FleetQPS), d.Inputs.Collectors, smpSpans(d.Inputs.KeptQPS))
+	fmt.Fprintf(w, "fleet %s spans/s from %d collectors · kept %s spans/s", formatRate(d.Inputs.FleetQPS), d.Inputs.Collectors, formatRate(d.Inputs.KeptQPS))
 	if d.Inputs.TargetQPS > 0 {
-		fmt.Fprintf(w, " (target %s)", smpSpans(d.Inputs.TargetQPS))
+		fmt.Fprintf(w, " (target %s)", formatRate(d.Inputs.TargetQPS))
 	}
 	if d.Inputs.BudgetQPS > 0 {
-		fmt.Fprintf(w, " (cost budget %s)", smpSpans(d.Inputs.BudgetQPS))
+		fmt.Fprintf(w, " (cost budget %s)", formatRate(d.Inputs.BudgetQPS))
 	}
 	fmt.Fprintln(w)
 	if len(d.Regions) > 0 {
@@ -118,7 +118,7 @@ func samplingGet(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintln(tw, "SERVICE\tPRIORITY\tRATE\tSPANS/S\tKEPT/S")
 	for _, n := range names {
 		s := d.Services[n]
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, smpDash(s.Priority), smpRate(s.Rate), smpSpans(s.QPS), smpSpans(s.Rate*s.QPS))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n, smpDash(s.Priority), smpRate(s.Rate), formatRate(s.QPS), formatRate(s.Rate*s.QPS))
 	}
 	for _, r := range d.Rules {
 		globs := "(any other)"
@@ -212,8 +212,9 @@ func smpDash(s string) string {
 // smpRate formats a sampling rate with up to 4 significant digits.
 func smpRate(r float64) string { return strconv.FormatFloat(r, 'g', 4, 64) }
 
-// smpSpans formats a span rate for people: 950, 12.5k, 3.2M.
-func smpSpans(v float64) string {
+// formatRate formats a rate (spans or requests per second) for people: 0.25, 950,
+// 12.5k, 3.2M.
+func formatRate(v float64) string {
 	switch {
 	case v >= 1e9:
 		return strconv.FormatFloat(v/1e9, 'f', 1, 64) + "G"

@@ -109,7 +109,7 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 
-	sim, err := simfleet.New(nc, ns, registry, cfg, log, nil, simfleet.WithSource("otelfleet/simulate/"+platform.DefaultInstanceID()))
+	sim, err := simfleet.New(nc, ns, registry, cfg, log, nil, simfleet.WithSource(events.Source("simulate", platform.DefaultInstanceID())))
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -143,7 +143,7 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 func simulatedIDsFree(ctx context.Context, registry jetstream.KeyValue, cfg simfleet.Config, timeout time.Duration) error {
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lister, err := registry.ListKeysFiltered(lctx, "collector.>")
+	lister, err := registry.ListKeysFiltered(lctx, events.CollectorKeys)
 	if err != nil {
 		return fmt.Errorf("list the registered collectors: %w", err)
 	}

@@ -56,13 +56,13 @@ func topologyGet(ctx context.Context, env *cliEnv, args []string) error {
 		for _, c := range r.Collectors {
 			capacity, util := "?", "-"
 			if c.CapacityQPS > 0 {
-				capacity, util = formatQPS(c.CapacityQPS), strconv.FormatFloat(c.Utilization*100, 'f', 1, 64)
+				capacity, util = formatRate(c.CapacityQPS), strconv.FormatFloat(c.Utilization*100, 'f', 1, 64)
 			}
 			latency := "-"
 			if !c.Stale {
 				latency = strconv.FormatFloat(c.AvgLatencyMS, 'f', 1, 64) + "ms"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Region, c.ID, c.Status, formatQPS(c.QPS), capacity, util, latency, reportAge(c.ReportAgeMS))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Region, c.ID, c.Status, formatRate(c.QPS), capacity, util, latency, reportAge(c.ReportAgeMS))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -83,7 +83,7 @@ func topologyGet(ctx context.Context, env *cliEnv, args []string) error {
 		sampling = strconv.FormatFloat(*g.EffectiveSamplingRate*100, 'g', 4, 64) + "%"
 	}
 	fmt.Fprintf(env.stdout, "\n%s in %s: %d healthy, %d degraded, %d unhealthy, %d stale · %s spans/s of %s · util %.1f%% · latency %.1fms · errors %.2f%% · sampling %s\n",
-		plural(g.Collectors, "collector"), plural(g.Regions, "region"), g.Healthy, g.Degraded, g.Unhealthy, g.Stale, formatQPS(g.SpansPerSec), formatQPS(g.CapacityQPS),
+		plural(g.Collectors, "collector"), plural(g.Regions, "region"), g.Healthy, g.Degraded, g.Unhealthy, g.Stale, formatRate(g.SpansPerSec), formatRate(g.CapacityQPS),
 		g.Utilization*100, g.AvgLatencyMS, g.ErrorRate*100, sampling)
 	return nil
 }
@@ -179,7 +179,7 @@ func topologyBest(ctx context.Context, env *cliEnv, args []string) error {
 	t := env.table()
 	fmt.Fprintln(t, "REGION\tCOLLECTOR\tADDRESS\tSCORE\tQPS\tCAPACITY\tUTIL%\tLATENCY\tFALLBACK")
 	fmt.Fprintf(t, "%s\t%s\t%s\t%.3f\t%s\t%s\t%.1f\t%.1fms\t%v\n", best.Region, best.ID, orDash(best.Address), best.Score,
-		formatQPS(best.QPS), formatQPS(best.CapacityQPS), best.Utilization*100, best.AvgLatencyMS, best.Fallback)
+		formatRate(best.QPS), formatRate(best.CapacityQPS), best.Utilization*100, best.AvgLatencyMS, best.Fallback)
 	if err := t.Flush(); err != nil {
 		return err
 	}
@@ -187,20 +187,6 @@ func topologyBest(ctx context.Context, env *cliEnv, args []string) error {
 		fmt.Fprintf(env.stdout, "\nfallback: %s\n", best.Reason)
 	}
 	return nil
-}
-
-// formatQPS writes a rate compactly: 950, 12.5k, 3.2M.
-func formatQPS(v float64) string {
-	switch {
-	case v >= 1e9:
-		return strconv.FormatFloat(v/1e9, 'f', 1, 64) + "G"
-	case v >= 1e6:
-		return strconv.FormatFloat(v/1e6, 'f', 1, 64) + "M"
-	case v >= 1e4:
-		return strconv.FormatFloat(v/1e3, 'f', 1, 64) + "k"
-	default:
-		return strconv.FormatFloat(v, 'f', 0, 64)
-	}
 }
 
 // reportAge formats the age of a collector's last load report; -1 means never.

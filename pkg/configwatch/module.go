@@ -2,13 +2,13 @@ package configwatch
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
@@ -19,27 +19,22 @@ var Module = fx.Module("configwatch", fx.Provide(provide), fx.Invoke(func(*Watch
 
 type params struct {
 	fx.In
-	LC        fx.Lifecycle
+	platform.Life
 	Settings  platform.Settings
 	NC        *nats.Conn
 	NS        events.Namespace
-	Contract  *platform.Contract
 	Readiness *platform.Readiness
-	Log       *slog.Logger
 	Reg       prometheus.Registerer
 }
 
 func provide(p params) (*Watcher, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var w *Watcher
 	// The watcher needs the bucket, which exists only once the contract is provisioned;
-	// a placeholder watcher object is created now so services can register listeners.
+	// the watcher object is created now so services can register listeners.
 	w, err := New(p.NC, nil, Options{
 		Service: p.Settings.Process, Instance: p.Settings.Instance, Namespace: p.NS,
 		Log: p.Log.With("component", "configwatch"), Registerer: p.Reg,
 	})
 	if err != nil {
-		cancel()
 		return nil, err
 	}
 	p.Readiness.Add("config", func() error {
@@ -48,28 +43,13 @@ func provide(p params) (*Watcher, error) {
 		}
 		return nil
 	})
-	started := make(chan struct{})
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			go func() {
-				defer close(started)
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return
-				}
-				w.kv = b.Config
-				if err := w.Start(); err != nil {
-					p.Log.Error("config watcher failed to start", "err", err)
-				}
-			}()
-			return nil
+	platform.Start(p.Life, platform.Component{
+		Name: "configwatch",
+		Run: func(_ context.Context, b *natsconn.Buckets) error {
+			w.kv = b.Config
+			return w.Start()
 		},
-		OnStop: func(context.Context) error {
-			cancel()
-			<-started
-			w.Stop()
-			return nil
-		},
+		Stop: func(context.Context) error { w.Stop(); return nil },
 	})
 	return w, nil
 }

@@ -211,3 +211,27 @@ func FuzzDecodeLoadReport(f *testing.F) {
 		}
 	})
 }
+
+func TestCollectorFromKeyInvertsCollectorKey(t *testing.T) {
+	key, err := CollectorKey("eu-west", "c-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, id, ok := CollectorFromKey(key); !ok || r != "eu-west" || id != "c-1" {
+		t.Errorf("CollectorFromKey(%q) = %q, %q, %v", key, r, id, ok)
+	}
+	for _, bad := range []string{"", "collector", "collector.eu", "collector.eu.a.b", "service.x.y", "collector..id", "collector.eu.bad id"} {
+		if _, _, ok := CollectorFromKey(bad); ok {
+			t.Errorf("CollectorFromKey(%q) accepted", bad)
+		}
+	}
+	if got := Source(ServiceRegistry, "r1"); got != "otelfleet/registry/r1" {
+		t.Errorf("Source = %q", got)
+	}
+	if got := Source("simulate", ""); got != "otelfleet/simulate" {
+		t.Errorf("Source without instance = %q", got)
+	}
+	if got := Default.Endpoint(ServiceRouter, "route"); got != "otlp.router.route" {
+		t.Errorf("router endpoint = %q", got)
+	}
+}

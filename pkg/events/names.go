@@ -176,3 +176,43 @@ func LeaseKey(role string) (string, error) {
 	}
 	return role, nil
 }
+
+// Key filters of the registry bucket, for watches of one kind of registration.
+const (
+	// CollectorKeys matches every collector registration: collector.>.
+	CollectorKeys = KindCollector + ".>"
+	// ServiceKeys matches every service registration: service.>.
+	ServiceKeys = KindService + ".>"
+)
+
+// CollectorFromKey returns the region and id of a collector.<region>.<id> key, or false
+// when key is not a valid collector key.
+func CollectorFromKey(key string) (region, id string, ok bool) {
+	rest, ok := strings.CutPrefix(key, KindCollector+".")
+	if !ok {
+		return "", "", false
+	}
+	region, id, ok = strings.Cut(rest, ".")
+	if !ok || CheckToken("region", region) != nil || CheckToken("collector id", id) != nil {
+		return "", "", false
+	}
+	return region, id, true
+}
+
+// Source is the CloudEvents ce-source of what component (a service name or a tool such
+// as "simulate", "election", "agent") publishes from instance: otelfleet/<component>/<instance>.
+// An empty instance gives otelfleet/<component>.
+func Source(component, instance string) string {
+	if instance == "" {
+		return "otelfleet/" + component
+	}
+	return "otelfleet/" + component + "/" + instance
+}
+
+// Ports of the OTLP router (ServiceRouter): the standard OTLP receiver ports.
+const (
+	// RouterGRPCPort is the OTLP/gRPC port the router listens on.
+	RouterGRPCPort = 4317
+	// RouterHTTPPort is the OTLP/HTTP port the router listens on.
+	RouterHTTPPort = 4318
+)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 )
 
 // ttlCacheFor bounds how long a KV lease trusts the bucket TTL it read.
@@ -107,50 +109,32 @@ func (l *kvLease) Get(ctx context.Context) (Entry, error) {
 }
 
 func (l *kvLease) Watch(ctx context.Context) (<-chan Entry, error) {
-	w, err := l.kv.Watch(ctx, l.key)
+	st, err := kvwatch.Open(ctx, l.nc, l.kv, l.key)
 	if err != nil {
 		return nil, mapErr(fmt.Errorf("lease %s: watch: %w", l.key, err))
-	}
-	var reconnected chan nats.Status
-	if l.nc != nil {
-		reconnected = l.nc.StatusChanged(nats.CONNECTED)
 	}
 	out := make(chan Entry, 16)
 	go func() {
 		defer close(out)
-		if reconnected != nil {
-			defer l.nc.RemoveStatusListener(reconnected)
-		}
-		defer func() {
-			_ = w.Stop()
-			// Let the subscription's delivery goroutine finish: it closes Updates.
-			for range w.Updates() {
-			}
-		}()
+		defer st.Stop()
 		sent := false
 		for {
+			e, err := st.Next()
+			if err != nil {
+				return // ctx ended, a reconnect (the owner re-watches) or a failure
+			}
+			var ent Entry
+			switch {
+			case e != nil:
+				ent = toEntry(e)
+			case sent:
+				continue // end of the initial values
+			}
+			sent = true
 			select {
+			case out <- ent:
 			case <-ctx.Done():
 				return
-			case <-reconnected:
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				var ent Entry
-				switch {
-				case e != nil:
-					ent = toEntry(e)
-				case sent:
-					continue // end of the initial values
-				}
-				sent = true
-				select {
-				case out <- ent:
-				case <-ctx.Done():
-					return
-				}
 			}
 		}
 	}()

@@ -3,9 +3,12 @@ package platform_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/microapi"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
@@ -183,5 +187,105 @@ func TestJSONLogsRenderDurationsReadably(t *testing.T) {
 	log.Info("hello", "ttl", 5*time.Second)
 	if !strings.Contains(buf.String(), `"ttl":"5s"`) || !strings.Contains(buf.String(), `"process":"x"`) {
 		t.Errorf("log line = %s", buf.String())
+	}
+}
+
+func TestServiceFailingAfterReadyShowsOnReadyz(t *testing.T) {
+	srv := natstest.Run(t)
+	s := testSettings(srv.URL())
+	s.LogLevel = "info"
+	var logs natstest.Buffer
+	ready := make(chan struct{})
+	fail := make(chan struct{})
+	stopped := make(chan struct{})
+	var admin *platform.Admin
+	app := fxtest.New(t, platform.Module(s), fx.NopLogger,
+		fx.Decorate(func() (*slog.Logger, error) { return platform.NewLoggerTo(&logs, s) }),
+		fx.Populate(&admin),
+		fx.Invoke(func(p platform.ServiceParams) {
+			platform.RunService(p, platform.ServiceSpec{
+				Name: "demo", Description: "fails on purpose", Ready: ready,
+				Run: func(ctx context.Context, _ *natsconn.Buckets) error {
+					close(ready)
+					select {
+					case <-fail:
+						return errors.New("watch gave up on purpose")
+					case <-ctx.Done():
+						return nil
+					}
+				},
+				Stop: func(context.Context) error { close(stopped); return nil },
+			})
+		}))
+	app.RequireStart()
+	base := "http://" + admin.Addr().String()
+	natstest.Eventually(t, 10*time.Second, func() bool { code, _ := get(t, base+"/readyz"); return code == 200 }, "ready once Run has loaded")
+
+	close(fail)
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		code, body := get(t, base+"/readyz")
+		return code == 503 && strings.Contains(body, `"name":"demo","ok":false,"error":"failed: watch gave up on purpose"`)
+	}, "readyz names the failed service and the reason")
+	if l := logs.String(); !strings.Contains(l, "component stopped working") || !strings.Contains(l, "watch gave up on purpose") {
+		t.Errorf("no log line for the failure:\n%s", l)
+	}
+	app.RequireStop()
+	select {
+	case <-stopped:
+	default:
+		t.Error("Stop was not called")
+	}
+}
+
+func TestComponentStartsAfterBucketsAndStopsInReverseOrder(t *testing.T) {
+	srv := natstest.Run(t)
+	url := srv.URL()
+	srv.Stop()
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	record := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	started := make(chan struct{}, 2)
+	component := func(name string) platform.Component {
+		return platform.Component{
+			Name: name,
+			Run: func(_ context.Context, b *natsconn.Buckets) error {
+				if b == nil || b.Registry == nil {
+					return errors.New("no buckets")
+				}
+				record("run " + name)
+				started <- struct{}{}
+				return nil
+			},
+			Stop: func(context.Context) error { record("stop " + name); return nil },
+		}
+	}
+	app := fxtest.New(t, platform.Module(testSettings(url)), fx.NopLogger,
+		fx.Invoke(func(l platform.Life) { platform.Start(l, component("a")) }),
+		fx.Invoke(func(l platform.Life) { platform.Start(l, component("b")) }))
+	app.RequireStart() // does not wait for NATS
+	select {
+	case <-started:
+		t.Fatal("a component ran before the buckets existed")
+	default:
+	}
+	srv.Restart(t)
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(15 * time.Second):
+			t.Fatal("components did not start once NATS came up")
+		}
+	}
+	app.RequireStop()
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order[2:], ", "); got != "stop b, stop a" {
+		t.Errorf("stop order = %q, want stop b, stop a (all: %q)", got, order)
 	}
 }

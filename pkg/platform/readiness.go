@@ -2,9 +2,9 @@ package platform
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
-	"sync/atomic"
 )
 
 var (
@@ -30,15 +30,11 @@ func (r *Readiness) Add(name string, check func() error) {
 }
 
 // Gate registers a check that fails until the returned Gate is opened, e.g. once a
-// service has done its first KV load.
+// service has done its first KV load, and fails again, with the reason, once the gate is
+// failed.
 func (r *Readiness) Gate(name string) *Gate {
 	g := &Gate{}
-	r.Add(name, func() error {
-		if !g.open.Load() {
-			return errNotYet
-		}
-		return nil
-	})
+	r.Add(name, g.check)
 	return g
 }
 
@@ -66,11 +62,41 @@ func (r *Readiness) Check() ([]CheckResult, bool) {
 	return out, all
 }
 
-// Gate is a readiness check that passes once opened.
-type Gate struct{ open atomic.Bool }
+// Gate is a readiness check with three states: not yet (the initial state: the check
+// fails with "not done yet"), open (passes) and failed (fails with the reason given to
+// Fail). Safe for concurrent use.
+type Gate struct {
+	mu     sync.Mutex
+	open   bool
+	reason error
+}
 
-// Open makes the gate's check pass from now on.
-func (g *Gate) Open() { g.open.Store(true) }
+// Open makes the gate's check pass, also after a Fail.
+func (g *Gate) Open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open, g.reason = true, nil
+}
 
-// IsOpen reports whether Open was called.
-func (g *Gate) IsOpen() bool { return g.open.Load() }
+// Fail makes the gate's check fail with "failed: <reason>" until the next Open, e.g.
+// when a service's work stops after it was ready.
+func (g *Gate) Fail(reason error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open, g.reason = false, reason
+}
+
+// IsOpen reports whether the gate's check passes.
+func (g *Gate) IsOpen() bool { return g.check() == nil }
+
+func (g *Gate) check() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.reason != nil:
+		return fmt.Errorf("failed: %w", g.reason)
+	case !g.open:
+		return errNotYet
+	}
+	return nil
+}

@@ -20,21 +20,23 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 )
 
-// ServiceSpec says how one otelfleet service comes up on top of this module. Every service
-// follows the same life: wait (in the background, so the app starts even with NATS down)
-// until the contract's streams and buckets exist; run; once its first load is done serve
-// its micro endpoints and pass its readiness check; campaign for its leadership role if
-// it has leader work; undo all of it on stop.
+// ServiceSpec says how one otelfleet service comes up on top of this module. Every
+// service follows the same life, a Component's (see Start) plus: once its first load is
+// done serve its micro endpoints and open its readiness gate; campaign for its leadership
+// role if it has leader work; undo all of it on stop.
 type ServiceSpec struct {
 	// Name is the service name: micro service otlp-<Name>, endpoints otlp.<Name>.<op>,
-	// and the leadership role when Lead is set.
+	// the leadership role when Lead is set, and the component name in logs.
 	Name string
 	// Description is the micro service's description.
 	Description string
 	// Gate names the readiness check (default Name).
 	Gate string
-	// Run does the service's work once the buckets exist, until ctx ends. An error is
-	// logged and leaves the service unready.
+	// Run is the service's Component.Run: called once the buckets exist, it either starts
+	// the service's goroutines and returns nil, or works until ctx ends. An error while
+	// the app runs fails the readiness gate with that error as the reason (shown in the
+	// /readyz body), is logged, and ends this replica's campaign (a broken replica does
+	// not lead); the endpoints keep answering.
 	Run func(ctx context.Context, b *natsconn.Buckets) error
 	// Ready, if set, is closed when the first load is done; the endpoints start and the
 	// gate opens then. Nil means at once when Run starts.
@@ -44,8 +46,9 @@ type ServiceSpec struct {
 	// Lead, if set, is called for every term this replica wins for role Name; it must
 	// return promptly once the term's context ends (see package election).
 	Lead func(election.Term)
-	// Stop, if set, runs after Run has returned and the endpoints are stopped.
-	Stop func() error
+	// Stop is the service's Component.Stop: it runs after Run has returned and the
+	// endpoints are stopped.
+	Stop func(ctx context.Context) error
 }
 
 // ServiceParams are what RunService needs; Module provides all of them.
@@ -61,97 +64,126 @@ type ServiceParams struct {
 	Reg       prometheus.Registerer
 }
 
-// RunService ties spec to the app's lifecycle.
+// Life returns the part of p that Start needs, for a service's further components.
+func (p ServiceParams) Life() Life { return Life{LC: p.LC, Contract: p.Contract, Log: p.Log} }
+
+// RunService ties spec to the app's lifecycle: it is Start with the service's endpoints,
+// readiness gate and campaign around spec.Run.
 func RunService(p ServiceParams, spec ServiceSpec) {
-	log := p.Log.With("service", spec.Name)
 	gateName := spec.Gate
 	if gateName == "" {
 		gateName = spec.Name
 	}
-	gate := p.Readiness.Gate(gateName)
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		running micro.Service
-	)
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return
-				}
-				if err := spec.Run(ctx, b); err != nil && ctx.Err() == nil {
-					log.Error("service stopped working; it stays unready", "err", err)
-				}
-			}()
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return
-				}
-				if spec.Ready != nil {
-					select {
-					case <-spec.Ready:
-					case <-ctx.Done():
-						return
-					}
-				}
-				var eps []Endpoint
-				if spec.Endpoints != nil {
-					eps = spec.Endpoints()
-				}
-				m, err := AddMicro(p.NC, p.NS, p.Settings, spec.Name, spec.Description, eps...)
-				if err != nil {
-					log.Error("micro service failed to start; the service stays unready", "err", err)
-					return
-				}
-				mu.Lock()
-				running = m
-				mu.Unlock()
-				gate.Open()
-				log.Info("service ready")
-				if spec.Lead == nil {
-					return
-				}
-				e, err := election.NewKV(p.NC, b.Leases, election.Config{
-					Role: spec.Name, ID: p.Settings.Instance, Namespace: p.NS, Registerer: p.Reg,
-				}, log)
-				if err != nil {
-					log.Error("election cannot start; this replica will never lead", "err", err)
-					return
-				}
-				if err := e.Run(ctx, spec.Lead); err != nil {
-					log.Error("election stopped; this replica no longer campaigns", "err", err)
-				}
-			}()
-			return nil
-		},
-		OnStop: func(context.Context) error {
-			cancel() // ends Run and resigns leadership, so a follower takes over at once
-			wg.Wait()
-			var errs []error
-			mu.Lock()
-			if running != nil {
-				errs = append(errs, running.Stop())
-			}
-			mu.Unlock()
-			if spec.Stop != nil {
-				errs = append(errs, spec.Stop())
-			}
-			return errors.Join(errs...)
-		},
-	})
+	s := &service{p: p, spec: spec, gate: p.Readiness.Gate(gateName), log: p.Log.With("component", spec.Name)}
+	Start(p.Life(), Component{Name: spec.Name, Run: s.run, Stop: s.stop})
 }
 
-// ServiceConfig is a service's own configuration: knobs and their validation.
+// service is one RunService's state.
+type service struct {
+	p    ServiceParams
+	spec ServiceSpec
+	gate *Gate
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	running micro.Service
+}
+
+// run runs spec.Run beside serve; a failure of spec.Run ends serve (and the campaign)
+// and fails the gate.
+func (s *service) run(ctx context.Context, b *natsconn.Buckets) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failed := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.spec.Run(ctx, b); err != nil && ctx.Err() == nil {
+			failed <- err
+			cancel()
+		}
+	}()
+	s.serve(ctx, b)
+	wg.Wait()
+	select {
+	case err := <-failed:
+		s.gate.Fail(err)
+		return err
+	default:
+		return nil
+	}
+}
+
+// serve waits for the first load, starts the endpoints, opens the gate and campaigns
+// until ctx ends.
+func (s *service) serve(ctx context.Context, b *natsconn.Buckets) {
+	if s.spec.Ready != nil {
+		select {
+		case <-s.spec.Ready:
+		case <-ctx.Done():
+			return
+		}
+	}
+	var eps []Endpoint
+	if s.spec.Endpoints != nil {
+		eps = s.spec.Endpoints()
+	}
+	m, err := AddMicro(s.p.NC, s.p.NS, s.p.Settings, s.spec.Name, s.spec.Description, eps...)
+	if err != nil {
+		s.log.Error("micro service failed to start; the service stays unready", "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.running = m
+	s.mu.Unlock()
+	s.gate.Open()
+	s.log.Info("service ready")
+	if s.spec.Lead == nil {
+		<-ctx.Done()
+		return
+	}
+	e, err := election.NewKV(s.p.NC, b.Leases, election.Config{
+		Role: s.spec.Name, ID: s.p.Settings.Instance, Namespace: s.p.NS, Registerer: s.p.Reg,
+	}, s.log)
+	if err != nil {
+		s.log.Error("election cannot start; this replica will never lead", "err", err)
+		<-ctx.Done()
+		return
+	}
+	// Run resigns when ctx ends, so a follower takes over at once.
+	if err := e.Run(ctx, s.spec.Lead); err != nil {
+		s.log.Error("election stopped; this replica no longer campaigns", "err", err)
+	}
+	<-ctx.Done()
+}
+
+// stop stops the endpoints, then spec.Stop.
+func (s *service) stop(ctx context.Context) error {
+	var errs []error
+	s.mu.Lock()
+	if s.running != nil {
+		errs = append(errs, s.running.Stop())
+	}
+	s.mu.Unlock()
+	if s.spec.Stop != nil {
+		errs = append(errs, s.spec.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// ServiceConfig is a service's own configuration: knobs and their validation. Validate
+// checks values only; a config that names files also implements Loader.
 type ServiceConfig interface {
 	Bind(*knobs.Set)
 	Validate() error
+}
+
+// Loader is implemented by a ServiceConfig that reads files it names (the config
+// service's --config): Main calls Load after a successful Validate, and a failure exits
+// 2 like a bad value.
+type Loader interface {
+	Load() error
 }
 
 // Main runs a standalone service binary: it binds the shared settings and cfg to flags
@@ -168,7 +200,11 @@ func Main(process string, cfg ServiceConfig, modules func() fx.Option) {
 		fmt.Fprintf(os.Stderr, "otelfleet-%s: unexpected arguments %q (every setting is a flag; see --help)\n", process, flag.Args())
 		os.Exit(2)
 	}
-	if err := errors.Join(k.Err(), s.Validate(), cfg.Validate()); err != nil {
+	err := errors.Join(k.Err(), s.Validate(), cfg.Validate())
+	if l, ok := cfg.(Loader); ok && err == nil {
+		err = l.Load()
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "otelfleet-%s: %v\n", process, err)
 		os.Exit(2)
 	}

@@ -3,26 +3,23 @@ package registration
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
 // SelfParams are what SelfModule needs from platform.Module.
 type SelfParams struct {
 	fx.In
-	LC        fx.Lifecycle
+	platform.Life
 	Settings  platform.Settings
-	Contract  *platform.Contract
-	Log       *slog.Logger
 	Readiness *platform.Readiness
 	Reg       prometheus.Registerer `optional:"true"`
 }
@@ -60,45 +57,22 @@ func startSelf(p SelfParams, service string) error {
 		return fmt.Errorf("self registration of %s: %w", service, err)
 	}
 	log := p.Log.With("component", "registration")
-	var (
-		mu     sync.Mutex
-		client *Client
-		wg     sync.WaitGroup
-	)
-	ctx, cancel := context.WithCancel(context.Background())
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return // stopped before NATS was ever ready
-				}
-				c, err := New(b.Registry, cfg, log)
-				if err != nil {
-					log.Error("self registration disabled", "err", err)
-					return
-				}
-				mu.Lock()
-				client = c
-				mu.Unlock()
-				if err := c.Start(); err != nil {
-					log.Error("self registration failed", "err", err)
-				}
-			}()
-			return nil
+	var client *Client // set by Run, read by Stop after Run has returned
+	platform.Start(p.Life, platform.Component{
+		Name: "registration-" + service,
+		Run: func(_ context.Context, b *natsconn.Buckets) error {
+			c, err := New(b.Registry, cfg, log)
+			if err != nil {
+				return fmt.Errorf("self registration disabled: %w", err)
+			}
+			client = c
+			return c.Start()
 		},
-		OnStop: func(stopCtx context.Context) error {
-			cancel()
-			wg.Wait()
-			mu.Lock()
-			c := client
-			mu.Unlock()
-			if c == nil {
+		Stop: func(ctx context.Context) error {
+			if client == nil {
 				return nil
 			}
-			if err := c.Deregister(stopCtx); err != nil {
+			if err := client.Deregister(ctx); err != nil {
 				log.Warn("could not deregister; the registration will expire", "err", err)
 			}
 			return nil

@@ -2,26 +2,24 @@ package simfleet
 
 import (
 	"context"
-	"log/slog"
-	"sync"
+	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
 // Params are what Module needs from platform.Module.
 type Params struct {
 	fx.In
-	LC       fx.Lifecycle
+	platform.Life
 	Settings platform.Settings
 	NC       *nats.Conn
 	NS       events.Namespace
-	Contract *platform.Contract
-	Log      *slog.Logger
 	Reg      prometheus.Registerer `optional:"true"`
 }
 
@@ -35,32 +33,21 @@ func Module(cfg Config) fx.Option {
 
 func start(p Params, cfg Config) error {
 	log := p.Log.With("component", "simfleet")
-	sim, err := New(p.NC, p.NS, nil, cfg, log, p.Reg, WithSource("otelfleet/simulate/"+p.Settings.Instance))
+	sim, err := New(p.NC, p.NS, nil, cfg, log, p.Reg, WithSource(events.Source("simulate", p.Settings.Instance)))
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	p.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				b, err := p.Contract.Buckets(ctx)
-				if err != nil {
-					return // stopped before NATS was ready
-				}
-				sim.registry = b.Registry
-				if err := sim.Start(ctx); err != nil && ctx.Err() == nil {
-					log.Error("simulated fleet did not start", "err", err)
-				}
-			}()
+	platform.Start(p.Life, platform.Component{
+		Name: "simfleet",
+		Run: func(ctx context.Context, b *natsconn.Buckets) error {
+			sim.registry = b.Registry
+			if err := sim.Start(ctx); err != nil {
+				return fmt.Errorf("simulated fleet did not start: %w", err)
+			}
 			return nil
 		},
-		OnStop: func(stopCtx context.Context) error {
-			cancel()
-			wg.Wait()
-			if err := sim.Stop(stopCtx); err != nil {
+		Stop: func(ctx context.Context) error {
+			if err := sim.Stop(ctx); err != nil {
 				log.Warn("simulated collectors not all deregistered; they will expire", "err", err)
 			}
 			return nil

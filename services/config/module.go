@@ -42,6 +42,9 @@ func Start(p Params) error {
 	if err := p.Config.Validate(); err != nil {
 		return err
 	}
+	if err := p.Config.Load(); err != nil { // read the initial file now: a bad one fails the start
+		return err
+	}
 	log := p.Log.With("service", events.ServiceConfig)
 	var svc *Service
 	initialized := make(chan struct{})
@@ -52,7 +55,7 @@ func Start(p Params) error {
 		Ready:       initialized,
 		Run: func(ctx context.Context, b *natsconn.Buckets) error {
 			var err error
-			svc, err = New(p.Config, NewStore(b.Config), p.NC, p.NS, p.Settings.Instance, log, p.Reg)
+			svc, err = New(p.Config, Deps{Store: NewStore(b.Config), NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Log: log, Registerer: p.Reg})
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,9 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/microapi"
 )
 
+// ErrConfig is wrapped by every Config validation error.
+var ErrConfig = errors.New("invalid config service config")
+
 // Config configures the config service.
 type Config struct {
 	// InitialFile is a YAML config file loaded on first start, when the bucket holds no
@@ -28,38 +31,66 @@ type Config struct {
 	// StatusWait is how long `status` gathers reports from instances (flag
 	// --status-wait, env CONFIG_STATUS_WAIT).
 	StatusWait time.Duration
+
+	initial *fleetconfig.File // read by Load
 }
 
 // DefaultConfig returns the defaults: no initial file, 500ms status wait.
 func DefaultConfig() Config { return Config{StatusWait: 500 * time.Millisecond} }
 
-// Validate checks the config and that the initial file, if any, loads.
+// Validate checks the config's values; it reads no file (Load does).
 func (c Config) Validate() error {
 	var errs []error
 	if c.StatusWait <= 0 || c.StatusWait > 10*time.Second {
-		errs = append(errs, fmt.Errorf("--status-wait %v: must be in (0, 10s]", c.StatusWait))
-	}
-	if c.InitialFile != "" {
-		if _, err := c.initialFile(); err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, fmt.Errorf("%w: --status-wait %v: must be in (0, 10s]", ErrConfig, c.StatusWait))
 	}
 	return errors.Join(errs...)
 }
 
+// Load reads and validates InitialFile, so a bad file is reported when the process
+// starts (platform.Main and `otelfleet dev` exit 2 naming it) rather than on first
+// store. Without Load, Init reads the file itself.
+func (c *Config) Load() error {
+	f, err := c.initialFile()
+	if err != nil {
+		return err
+	}
+	c.initial = &f
+	return nil
+}
+
 func (c Config) initialFile() (fleetconfig.File, error) {
+	if c.initial != nil {
+		return *c.initial, nil
+	}
 	if c.InitialFile == "" {
 		return fleetconfig.Defaults(), nil
 	}
 	data, err := os.ReadFile(c.InitialFile)
 	if err != nil {
-		return fleetconfig.File{}, fmt.Errorf("--config: %w", err)
+		return fleetconfig.File{}, fmt.Errorf("%w: --config: %w", ErrConfig, err)
 	}
 	f, err := fleetconfig.LoadFile(data)
 	if err != nil {
-		return fleetconfig.File{}, fmt.Errorf("--config %s: %w", c.InitialFile, err)
+		return fleetconfig.File{}, fmt.Errorf("%w: --config %s: %w", ErrConfig, c.InitialFile, err)
 	}
 	return f, nil
+}
+
+// Deps are what the service talks to.
+type Deps struct {
+	// Store holds the versioned documents (NewStore on the config bucket).
+	Store *Store
+	// NC publishes config.changed events and the status scatter/gather.
+	NC *nats.Conn
+	// NS names the subjects; the zero value means events.Default.
+	NS events.Namespace
+	// Instance names this replica in ce-source and in who stored the initial config.
+	Instance string
+	// Log may be nil (discard).
+	Log *slog.Logger
+	// Registerer receives the metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Service implements the otlp.config.* endpoints on a Store.
@@ -75,17 +106,26 @@ type Service struct {
 	instance string
 }
 
-// New returns the service; Init must run before it serves.
-func New(cfg Config, store *Store, nc *nats.Conn, ns events.Namespace, instance string, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+// New returns the service; Init must run before it serves. An invalid cfg fails with
+// ErrConfig.
+func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(d.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, store: store, nc: nc, ns: ns, instance: instance,
-		source: "otelfleet/config/" + instance, log: log, m: m}, nil
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ns := d.NS
+	if ns == (events.Namespace{}) {
+		ns = events.Default
+	}
+	return &Service{cfg: cfg, store: d.Store, nc: d.NC, ns: ns, instance: d.Instance,
+		source: events.Source(events.ServiceConfig, d.Instance), log: log, m: m}, nil
 }
 
 // Init loads the initial file (or the defaults) into an empty bucket and announces it.

@@ -39,7 +39,10 @@ func Module(cfg Config) fx.Option {
 
 // Provide builds the service and ties it to the app's lifecycle.
 func Provide(p Params) (Result, error) {
-	svc, err := New(p.Config, p.NC, p.JS, p.NS, p.Settings.Instance, p.Log.With("service", events.ServiceRegistry), p.Reg)
+	svc, err := New(p.Config, Deps{
+		NC: p.NC, Publisher: p.JS, NS: p.NS, Instance: p.Settings.Instance,
+		Log: p.Log.With("service", events.ServiceRegistry), Registerer: p.Reg,
+	})
 	if err != nil {
 		return Result{}, err
 	}

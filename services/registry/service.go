@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -18,12 +17,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 )
 
 // Publisher publishes to a JetStream stream and waits for the acknowledgement;
 // jetstream.JetStream implements it.
 type Publisher interface {
 	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Deps are what the service talks to.
+type Deps struct {
+	// NC (may be nil) is the connection under the bucket Run watches: a reconnect
+	// re-creates the watch at once.
+	NC *nats.Conn
+	// Publisher publishes events to the OTLP_EVENTS stream (a jetstream.JetStream).
+	Publisher Publisher
+	// NS names the subjects and streams; the zero value means events.Default.
+	NS events.Namespace
+	// Instance names this replica in ce-source.
+	Instance string
+	// Log may be nil (discard).
+	Log *slog.Logger
+	// Registerer receives the metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Service watches the registry bucket, keeps the live registrations in memory for the
@@ -51,22 +68,21 @@ type record struct {
 	rev uint64
 }
 
-// New returns the service. nc (may be nil) is the connection under the bucket Run will
-// watch: a reconnect re-creates the watch at once. pub publishes events to the
-// OTLP_EVENTS stream; instance names this replica in ce-source; reg receives the
-// metrics (nil: unregistered).
-func New(cfg Config, nc *nats.Conn, pub Publisher, ns events.Namespace, instance string, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+// New returns the service; an invalid cfg fails with ErrConfig.
+func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	log := d.Log
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
+	ns := d.NS
 	if ns == (events.Namespace{}) {
 		ns = events.Default
 	}
 	return &Service{
-		cfg: cfg, nc: nc, pub: pub, ns: ns, source: "otelfleet/registry/" + instance, log: log, m: newMetrics(reg),
+		cfg: cfg, nc: d.NC, pub: d.Publisher, ns: ns, source: events.Source(events.ServiceRegistry, d.Instance), log: log, m: newMetrics(d.Registerer),
 		loaded: make(chan struct{}), live: map[string]record{},
 	}, nil
 }
@@ -80,72 +96,29 @@ func (s *Service) Loaded() <-chan struct{} { return s.loaded }
 // are published too (a key that vanished entirely counts as expired).
 func (s *Service) Run(ctx context.Context, kv jetstream.KeyValue) error {
 	s.checkDuplicatesWindow(ctx)
-	var reconnected chan nats.Status
-	if s.nc != nil {
-		reconnected = s.nc.StatusChanged(nats.CONNECTED)
-		defer s.nc.RemoveStatusListener(reconnected)
-	}
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = 100*time.Millisecond, 5*time.Second, 0
-	for ctx.Err() == nil {
-		err := s.watchOnce(ctx, kv, reconnected)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			b.Reset()
-			continue
-		}
-		d := b.NextBackOff()
-		s.log.Warn("registry watch failed, re-creating", "in", d, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(d):
-		}
-	}
-	return nil
-}
-
-// watchOnce runs one watch: replay, reconcile, then live updates. It returns nil to be
-// restarted at once (reconnect) and an error to be restarted after a backoff.
-func (s *Service) watchOnce(ctx context.Context, kv jetstream.KeyValue, reconnected <-chan nats.Status) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_ = w.Stop()
-		for range w.Updates() { // let the subscription's goroutine finish
-		}
-	}()
-	seen := map[string]bool{}
-	replaying := true
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reconnected:
-			s.log.Info("NATS reconnected, re-creating the registry watch")
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("registry watch closed")
-			}
+	var (
+		seen      map[string]bool // keys of the replay under way
+		replaying bool
+	)
+	kvwatch.Watch(ctx, s.nc, kv, "", kvwatch.Handler{
+		Start: func() { seen, replaying = map[string]bool{}, true },
+		Entry: func(e jetstream.KeyValueEntry) {
 			if e == nil {
 				if replaying {
 					replaying = false
 					s.replayed(ctx, seen)
 					seen = nil
 				}
-				continue
+				return
 			}
 			if replaying {
 				seen[e.Key()] = true
 			}
 			s.apply(ctx, e, replaying)
-		}
-	}
+		},
+		Err: func(err error) { s.log.Warn("registry watch failed, re-creating", "err", err) },
+	})
+	return nil
 }
 
 // first reports whether the first load is still to come.

@@ -81,7 +81,7 @@ func startReplica(t testing.TB, srv *natstest.Server, id string) *replica {
 	t.Helper()
 	nc, js, kv := connect(t, srv)
 	reg := prometheus.NewRegistry()
-	svc, err := registrysvc.New(registrysvc.DefaultConfig(), nc, js, events.Default, id, testLog().With("replica", id), reg)
+	svc, err := registrysvc.New(registrysvc.DefaultConfig(), registrysvc.Deps{NC: nc, Publisher: js, NS: events.Default, Instance: id, Log: testLog().With("replica", id), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func TestEndpointsUnavailableBeforeLoad(t *testing.T) {
 	t.Parallel()
 	srv := natstest.Run(t)
 	nc := srv.Connect(t)
-	svc, err := registrysvc.New(registrysvc.DefaultConfig(), nc, nil, events.Default, "r1", nil, nil)
+	svc, err := registrysvc.New(registrysvc.DefaultConfig(), registrysvc.Deps{NC: nc, NS: events.Default, Instance: "r1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func Provide(p Params) (Result, error) {
 		},
 		Endpoints: svc.Endpoints,
 		Lead:      svc.Lead,
-		Stop:      func() error { svc.Stop(); return nil },
+		Stop:      func(context.Context) error { svc.Stop(); return nil },
 	})
 	return Result{Service: svc}, nil
 }
