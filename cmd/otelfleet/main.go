@@ -15,6 +15,7 @@ var commands = []command{
 	{name: "config", summary: "get, set, validate, roll back the global and regional config", run: runConfig},
 	{name: "topology", summary: "the live fleet topology, and the best collector to send to", run: runTopology},
 	{name: "sampling", summary: "the sampling decision in force, and how a service's rate was derived", run: runSampling},
+	{name: "collectors", summary: "collector configs for OpAMP-managed collectors (set, validate, history, rollback) and their rollouts", run: runCollectors},
 	{name: "registry", summary: "list registered collectors and services", run: runRegistry},
 	{name: "agent", summary: "register one collector and heart-beat until stopped", run: runAgent},
 	{name: "elect", summary: "campaign for a leadership role and print every change (resigns on SIGTERM)", run: runElect},
