@@ -147,6 +147,11 @@ func (c *Controller) Run(ctx context.Context, b *natsconn.Buckets, token uint64)
 	})
 	t := time.NewTicker(c.cfg.Tick)
 	defer t.Stop()
+	// Changes are acted on at once, but at most once per gap: a fleet heart-beating
+	// thousands of agent states costs one evaluation per gap, not one per heartbeat.
+	gap := max(c.cfg.Tick/5, 10*time.Millisecond)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -156,6 +161,11 @@ func (c *Controller) Run(ctx context.Context, b *natsconn.Buckets, token uint64)
 		case <-t.C:
 		}
 		c.evaluate(ctx, b, cc, token)
+		pause.Reset(gap)
+		select {
+		case <-ctx.Done():
+		case <-pause.C:
+		}
 	}
 }
 

@@ -14,8 +14,9 @@ package rollout
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -59,7 +60,6 @@ func Step(in Input) Output {
 	p := in.Policy.WithDefaults()
 	var out Output
 	st := clone(in.State)
-	before, _ := json.Marshal(st)
 	if t := in.Target; t != nil && wantsStart(st, *t) {
 		st = start(in, p, st, &out)
 	} else if st != nil && st.Phase == events.RolloutRunning {
@@ -67,9 +67,11 @@ func Step(in Input) Output {
 	}
 	if st != nil {
 		reconcile(in, st, &out)
+		slices.SortFunc(out.Write, func(a, b events.DesiredConfig) int { return strings.Compare(a.UID, b.UID) })
+		slices.Sort(out.Delete)
 		snapshot(in, st)
 		st.Token = max(st.Token, in.Token)
-		if after, _ := json.Marshal(st); string(after) != string(before) {
+		if in.State == nil || !reflect.DeepEqual(st, in.State) {
 			st.UpdatedAt = in.Now
 			out.State = st
 		}
@@ -93,9 +95,18 @@ func clone(st *events.RolloutState) *events.RolloutState {
 	if st == nil {
 		return nil
 	}
-	data, _ := json.Marshal(st)
-	var c events.RolloutState
-	_ = json.Unmarshal(data, &c)
+	c := *st
+	c.Waves = make([][]string, len(st.Waves))
+	for i, w := range st.Waves {
+		c.Waves[i] = slices.Clone(w)
+	}
+	c.Agents = slices.Clone(st.Agents)
+	c.Target.Values = maps.Clone(st.Target.Values)
+	if st.Good != nil {
+		g := *st.Good
+		g.Values = maps.Clone(g.Values)
+		c.Good = &g
+	}
 	return &c
 }
 
@@ -259,7 +270,7 @@ func reconcile(in Input, st *events.RolloutState, out *Output) {
 	for uid := range in.Agents {
 		uids = append(uids, uid)
 	}
-	slices.Sort(uids)
+	// Order does not matter here: Step sorts what it writes.
 	switch st.Phase {
 	case events.RolloutCompleted:
 		for _, uid := range uids {
@@ -305,11 +316,20 @@ func reconcile(in Input, st *events.RolloutState, out *Output) {
 
 // snapshot records every planned agent as seen now.
 func snapshot(in Input, st *events.RolloutState) {
-	st.Agents = st.Agents[:0]
+	prev := st.Agents // the previous snapshot, in the same (plan) order
+	n := 0
+	for _, w := range st.Waves {
+		n += len(w)
+	}
+	st.Agents = make([]events.RolloutAgent, 0, n)
 	for w, uids := range st.Waves {
 		for _, uid := range uids {
 			a, ok := in.Agents[uid]
 			ra := events.RolloutAgent{UID: uid, Wave: w, Gone: !ok}
+			if i := len(st.Agents); !ok && i < len(prev) && prev[i].UID == uid { // gone: keep what was last seen
+				p := prev[i]
+				ra.ID, ra.Region, ra.Version, ra.Hash, ra.Status, ra.Error = p.ID, p.Region, p.Version, p.Hash, p.Status, p.Error
+			}
 			if ok {
 				ra.ID, ra.Region, ra.Version, ra.Hash = a.ID, a.Region, a.RemoteConfig.Version, a.RemoteConfig.Hash
 				ra.Status, ra.Error, ra.Healthy = a.RemoteConfig.Status, a.RemoteConfig.Error, a.Health.Healthy
