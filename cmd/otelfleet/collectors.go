@@ -403,6 +403,9 @@ func rolloutStatus(ctx context.Context, env *cliEnv, args []string) error {
 			good = fmt.Sprint(st.Good.Version)
 		}
 		fmt.Fprintf(tw, "group %s: version %d %s, wave %d of %d, last good %s, updated %s\n", st.Group, st.Target.Version, strings.ToUpper(st.Phase), st.Wave+1, len(st.Waves), good, since(st.UpdatedAt))
+		if st.Settled > 0 {
+			fmt.Fprintf(tw, "  %d more agents APPLIED and healthy on version %d (not listed)\n", st.Settled, st.Target.Version)
+		}
 		if st.Reason != "" {
 			fmt.Fprintf(tw, "  reason: %s\n", st.Reason)
 		}

@@ -89,13 +89,20 @@ type RolloutState struct {
 	Wave        int        `json:"wave"`
 	WaveStarted time.Time  `json:"wave_started"`
 	SoakStart   time.Time  `json:"soak_start,omitzero"`
-	// Agents are the planned agents as last seen.
-	Agents []RolloutAgent `json:"agents"`
+	// Agents are the planned agents as last seen: every one while there are at most
+	// MaxListedRolloutAgents, else only those not yet APPLIED and healthy on the target
+	// (at most MaxListedRolloutAgents), Settled counting the others, so the state stays
+	// far below the NATS payload limit for large groups.
+	Agents  []RolloutAgent `json:"agents"`
+	Settled int            `json:"settled,omitempty"`
 	// Token is the fencing token of the leader term that wrote the state.
 	Token     uint64    `json:"token,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// MaxListedRolloutAgents bounds RolloutState.Agents.
+const MaxListedRolloutAgents = 500
 
 // RolloutStateVersion is the schema version of RolloutState.
 const RolloutStateVersion = 1

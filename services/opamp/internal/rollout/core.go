@@ -85,6 +85,11 @@ func wantsStart(st *events.RolloutState, t events.RolloutConfig) bool {
 	if st == nil {
 		return true
 	}
+	if st.Target.Version > t.Version || st.BadVersion > st.Target.Version {
+		// Not a state written for this document (it was deleted and stored anew from
+		// version 1, or the value was written by hand): start over.
+		return true
+	}
 	if t.Version <= st.BadVersion {
 		return false
 	}
@@ -143,7 +148,10 @@ func start(in Input, p fleetconfig.RolloutPolicy, old *events.RolloutState, out 
 	st := &events.RolloutState{V: events.RolloutStateVersion, Group: in.Group, ID: rolloutID(in.Group, *in.Target),
 		Phase: events.RolloutRunning, Target: *in.Target, Waves: Plan(uids, p), WaveStarted: in.Now, StartedAt: in.Now}
 	if old != nil {
-		st.Good, st.BadVersion = old.Good, old.BadVersion
+		st.Good = old.Good
+		if old.BadVersion <= in.Target.Version {
+			st.BadVersion = old.BadVersion
+		}
 	}
 	if st.Waves == nil {
 		st.Waves = [][]string{}
@@ -314,20 +322,32 @@ func reconcile(in Input, st *events.RolloutState, out *Output) {
 	}
 }
 
-// snapshot records every planned agent as seen now.
+// snapshot records the planned agents as seen now (every one in small groups; in large
+// ones those not yet settled on the target, see events.RolloutState.Agents).
 func snapshot(in Input, st *events.RolloutState) {
-	prev := st.Agents // the previous snapshot, in the same (plan) order
+	prev := make(map[string]events.RolloutAgent, len(st.Agents))
+	for _, a := range st.Agents {
+		prev[a.UID] = a
+	}
 	n := 0
 	for _, w := range st.Waves {
 		n += len(w)
 	}
-	st.Agents = make([]events.RolloutAgent, 0, n)
+	all := n <= events.MaxListedRolloutAgents
+	st.Agents = make([]events.RolloutAgent, 0, min(n, events.MaxListedRolloutAgents))
+	st.Settled = 0
 	for w, uids := range st.Waves {
 		for _, uid := range uids {
 			a, ok := in.Agents[uid]
+			if !all && ok && a.RemoteConfig.Hash == st.Target.Hash && a.RemoteConfig.Status == events.RemoteConfigApplied && a.Health.Healthy {
+				st.Settled++
+				continue
+			}
+			if len(st.Agents) == events.MaxListedRolloutAgents {
+				continue
+			}
 			ra := events.RolloutAgent{UID: uid, Wave: w, Gone: !ok}
-			if i := len(st.Agents); !ok && i < len(prev) && prev[i].UID == uid { // gone: keep what was last seen
-				p := prev[i]
+			if p, seen := prev[uid]; !ok && seen { // gone: keep what was last seen
 				ra.ID, ra.Region, ra.Version, ra.Hash, ra.Status, ra.Error = p.ID, p.Region, p.Version, p.Hash, p.Status, p.Error
 			}
 			if ok {
@@ -336,8 +356,5 @@ func snapshot(in Input, st *events.RolloutState) {
 			}
 			st.Agents = append(st.Agents, ra)
 		}
-	}
-	if st.Agents == nil {
-		st.Agents = []events.RolloutAgent{}
 	}
 }

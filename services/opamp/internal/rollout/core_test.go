@@ -144,3 +144,41 @@ func BenchmarkStep10kAgents(b *testing.B) {
 		}
 	}
 }
+
+// TestStepStartsOverAStateFromTheFuture: a rollout state whose target or bad version is
+// above the document's version (the document was deleted and stored anew, or the value
+// was written by hand) does not block the rollout.
+func TestStepStartsOverAStateFromTheFuture(t *testing.T) {
+	target := events.RolloutConfig{Version: 1, Hash: "cc", Config: "c"}
+	agents := map[string]events.AgentState{uid(0): {UID: uid(0), ID: "a", Region: "eu"}}
+	for name, st := range map[string]*events.RolloutState{
+		"bad version above everything": {V: 1, Group: "g", Phase: events.RolloutRolledBack, Target: events.RolloutConfig{Version: 1, Hash: "zz"}, BadVersion: 1 << 50},
+		"target from the future":       {V: 1, Group: "g", Phase: events.RolloutCompleted, Target: events.RolloutConfig{Version: 9, Hash: "zz"}, BadVersion: 9},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out := rollout.Step(rollout.Input{Now: time.Unix(1, 0), Group: "g", Target: &target, State: st, Agents: agents, Desired: map[string]events.DesiredConfig{}})
+			if out.State == nil || out.State.Phase != events.RolloutRunning || out.State.BadVersion != 0 || len(out.Write) != 1 {
+				t.Fatalf("%+v", out)
+			}
+		})
+	}
+}
+
+// TestStateOf10kAgentsFitsInAMessage: the stored state of a rollout over 10,000 agents
+// stays far below the NATS payload limit (1 MiB by default).
+func TestStateOf10kAgentsFitsInAMessage(t *testing.T) {
+	agents := map[string]events.AgentState{}
+	for i := range 10000 {
+		agents[uid(i)] = events.AgentState{UID: uid(i), ID: fmt.Sprintf("collector-%d", i), Region: "eu-west-1", Health: events.AgentHealth{Healthy: true}}
+	}
+	target := events.RolloutConfig{Version: 1, Hash: strings.Repeat("ab", 32), Config: strings.Repeat("x", 20000)}
+	out := rollout.Step(rollout.Input{Now: time.Unix(1, 0), Group: "g", Target: &target, Agents: agents, Desired: map[string]events.DesiredConfig{}})
+	data, err := events.Encode(*out.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 600<<10 || len(out.State.Agents) != events.MaxListedRolloutAgents {
+		t.Fatalf("state is %d bytes with %d listed agents", len(data), len(out.State.Agents))
+	}
+	t.Logf("state of 10,000 agents: %d bytes", len(data))
+}
