@@ -169,3 +169,13 @@ func (e RolloutEvent) Validate() error {
 	}
 	return CheckToken("collector group", e.Group)
 }
+
+// Attribute returns the value of an agent description attribute: the identifying one,
+// else the non-identifying one. Selectors of collector config groups match on it.
+func (a AgentState) Attribute(key string) (string, bool) {
+	if v, ok := a.Identifying[key]; ok {
+		return v, true
+	}
+	v, ok := a.NonIdentifying[key]
+	return v, ok
+}

@@ -141,24 +141,12 @@ func (s *Service) matchingAgents(ctx context.Context, sel fleetconfig.Selector) 
 		if e.Operation() != jetstream.KeyValuePut || events.Decode(e.Value(), &a) != nil || e.Key() != events.AgentKeyPrefix+a.UID {
 			continue
 		}
-		if sel.Matches(a.Region, AgentAttr(a)) {
+		if sel.Matches(a.Region, a.Attribute) {
 			out = append(out, a)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
 	return out, nil
-}
-
-// AgentAttr returns the attribute lookup of a's description: identifying attributes
-// first, then non-identifying ones.
-func AgentAttr(a events.AgentState) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		if v, ok := a.Identifying[k]; ok {
-			return v, true
-		}
-		v, ok := a.NonIdentifying[k]
-		return v, ok
-	}
 }
 
 // ValidateCollector checks req as a document and against the components of the agents

@@ -272,7 +272,7 @@ func (c *Controller) evaluate(ctx context.Context, b *natsconn.Buckets, cc *cach
 		if !acceptsRemoteConfig(a) {
 			continue
 		}
-		g, ok := fleetconfig.GroupFor(selectors, a.Region, agentAttr(a))
+		g, ok := fleetconfig.GroupFor(selectors, a.Region, a.Attribute)
 		if !ok {
 			continue
 		}
@@ -322,16 +322,6 @@ func acceptsRemoteConfig(a events.AgentState) bool {
 		}
 	}
 	return false
-}
-
-func agentAttr(a events.AgentState) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		if v, ok := a.Identifying[k]; ok {
-			return v, true
-		}
-		v, ok := a.NonIdentifying[k]
-		return v, ok
-	}
 }
 
 // render renders doc's config from the decision. The values of the state's target are
