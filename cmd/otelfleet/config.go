@@ -256,7 +256,12 @@ func configHistory(ctx context.Context, env *cliEnv, args []string) error {
 	}); err != nil {
 		return err
 	}
-	if *out == "json" {
+	return env.printHistory(hist, *out)
+}
+
+// printHistory prints a key's kept versions as a table or JSON.
+func (env *cliEnv) printHistory(hist []configsvc.HistoryEntry, out string) error {
+	if out == "json" {
 		return env.printJSON(hist)
 	}
 	tw := env.table()

@@ -17,6 +17,7 @@ var commands = []command{
 	{name: "sampling", summary: "the sampling decision in force, and how a service's rate was derived", run: runSampling},
 	{name: "route", summary: "where a trace goes now: its sampling rate and verdict, its backend and fail-over order, and why", run: runRoute},
 	{name: "router", summary: "a router's backends and counters (router status)", run: runRouter},
+	{name: "collectors", summary: "collector configs for OpAMP-managed collectors (set, validate, history, rollback) and their rollouts", run: runCollectors},
 	{name: "registry", summary: "list registered collectors and services", run: runRegistry},
 	{name: "agent", summary: "register one collector and heart-beat until stopped", run: runAgent},
 	{name: "elect", summary: "campaign for a leadership role and print every change (resigns on SIGTERM)", run: runElect},

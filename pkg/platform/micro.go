@@ -11,7 +11,8 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
-// Endpoint is one micro endpoint: op is the last subject token (otlp.<service>.<op>).
+// Endpoint is one micro endpoint: op is the subject after the group (otlp.<service>.<op>),
+// one token or several separated by dots.
 type Endpoint struct {
 	Op          string
 	Description string
@@ -34,7 +35,8 @@ func AddMicro(nc *nats.Conn, ns events.Namespace, s Settings, service, descripti
 	}
 	g := svc.AddGroup(ns.EndpointGroup(service))
 	for _, ep := range eps {
-		if err := g.AddEndpoint(ep.Op, ep.Handler, micro.WithEndpointMetadata(map[string]string{"description": ep.Description})); err != nil {
+		// An op of several tokens (collector.put) is the subject; micro names allow no dots.
+		if err := g.AddEndpoint(strings.ReplaceAll(ep.Op, ".", "-"), ep.Handler, micro.WithEndpointSubject(ep.Op), micro.WithEndpointMetadata(map[string]string{"description": ep.Description})); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("micro endpoint %s.%s: %w", ns.EndpointGroup(service), ep.Op, err)
 		}

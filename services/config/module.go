@@ -55,7 +55,7 @@ func Start(p Params) error {
 		Ready:       initialized,
 		Run: func(ctx context.Context, b *natsconn.Buckets) error {
 			var err error
-			svc, err = New(p.Config, Deps{Store: NewStore(b.Config), NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Log: log, Registerer: p.Reg})
+			svc, err = New(p.Config, Deps{Store: NewStore(b.Config), Agents: b.Agents, NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Log: log, Registerer: p.Reg})
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func Start(p Params) error {
 			return nil
 		},
 		Endpoints: func() []platform.Endpoint {
-			eps := make([]platform.Endpoint, 0, 6)
+			eps := make([]platform.Endpoint, 0, 12)
 			for _, e := range svc.Endpoints() {
 				eps = append(eps, platform.Endpoint{Op: e.op, Description: e.description, Handler: microapi.Handler(e.handler)})
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -87,6 +88,9 @@ type Deps struct {
 	NS events.Namespace
 	// Instance names this replica in ce-source and in who stored the initial config.
 	Instance string
+	// Agents is the OpAMP agents bucket, read to check collector configs against the
+	// components of the agents they select; nil skips that check (said in the reply).
+	Agents jetstream.KeyValue
 	// Log may be nil (discard).
 	Log *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
@@ -102,6 +106,7 @@ type Service struct {
 	source   string
 	log      *slog.Logger
 	m        *metrics
+	agents   jetstream.KeyValue
 	mu       sync.Mutex // serialises writes from this instance
 	instance string
 }
@@ -124,7 +129,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if ns == (events.Namespace{}) {
 		ns = events.Default
 	}
-	return &Service{cfg: cfg, store: d.Store, nc: d.NC, ns: ns, instance: d.Instance,
+	return &Service{cfg: cfg, store: d.Store, nc: d.NC, ns: ns, instance: d.Instance, agents: d.Agents,
 		source: events.Source(events.ServiceConfig, d.Instance), log: log, m: m}, nil
 }
 
@@ -368,7 +373,7 @@ func (s *Service) storeError(err error) error {
 
 // Endpoints returns the micro endpoints of the service.
 func (s *Service) Endpoints() []endpoint {
-	return []endpoint{
+	return append([]endpoint{
 		{"get", "the config in force (global and regions), with warnings for invalid stored values", func(ctx context.Context, req micro.Request) (any, error) {
 			return s.Get(ctx)
 		}},
@@ -411,7 +416,7 @@ func (s *Service) Endpoints() []endpoint {
 		{"status", "the config version each instance has applied", func(ctx context.Context, req micro.Request) (any, error) {
 			return s.Status(ctx)
 		}},
-	}
+	}, s.collectorEndpoints()...)
 }
 
 type endpoint struct {

@@ -344,15 +344,19 @@ func (s *Store) Regions(ctx context.Context) (map[string]fleetconfig.Region, []H
 	return out, warns, nil
 }
 
-// History returns the kept revisions of key ("global" or "region.<r>"), oldest first.
+// History returns the kept revisions of key ("global", "region.<r>" or
+// "collector.<group>"), oldest first.
 func (s *Store) History(ctx context.Context, key string) ([]HistoryEntry, error) {
+	if group, ok := events.CollectorGroupFromConfigKey(key); ok {
+		return s.collectorHistory(ctx, group)
+	}
 	if region, ok := events.RegionFromConfigKey(key); ok {
 		d, _ := regionDoc(region)
 		h, _, err := history(ctx, s.kv, d)
 		return h, err
 	}
 	if key != events.GlobalConfigKey {
-		return nil, fmt.Errorf("%w: key %q: want \"global\" or \"region.<region>\"", ErrNotFound, key)
+		return nil, fmt.Errorf("%w: key %q: want \"global\", \"region.<region>\" or \"collector.<group>\"", ErrNotFound, key)
 	}
 	h, _, err := history(ctx, s.kv, globalDoc())
 	return h, err
@@ -360,12 +364,15 @@ func (s *Store) History(ctx context.Context, key string) ([]HistoryEntry, error)
 
 // Rollback writes the content of version to of key as its next version.
 func (s *Store) Rollback(ctx context.Context, key string, to uint64, by string) (Change, error) {
+	if group, ok := events.CollectorGroupFromConfigKey(key); ok {
+		return s.collectorRollback(ctx, group, to, by)
+	}
 	if region, ok := events.RegionFromConfigKey(key); ok {
 		d, _ := regionDoc(region)
 		return rollback(ctx, s, d, to, by)
 	}
 	if key != events.GlobalConfigKey {
-		return Change{}, fmt.Errorf("%w: key %q: want \"global\" or \"region.<region>\"", ErrNotFound, key)
+		return Change{}, fmt.Errorf("%w: key %q: want \"global\", \"region.<region>\" or \"collector.<group>\"", ErrNotFound, key)
 	}
 	return rollback(ctx, s, globalDoc(), to, by)
 }
