@@ -62,7 +62,9 @@ func startInstance(t *testing.T, url, id string) *instance {
 
 func put(t *testing.T, nc *nats.Conn, file string) (configsvc.PutReply, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Parsing and validating a large file is CPU work: under -race on a loaded 2-core
+	// machine a 900 KB file took 6 s, so the deadline is generous.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var rep configsvc.PutReply
 	err := microapi.Request(ctx, nc, events.Default.Endpoint("config", "put"), configsvc.PutRequest{File: file, By: "test"}, &rep)
