@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/services/router/internal/backends"
 	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
+	"github.com/otelfleet/otelfleet/services/router/internal/ratelimit"
 )
 
 // benchRequest is a request of traces traces × spansPer spans over 4 services.
@@ -43,8 +44,25 @@ func benchRequest(b *testing.B, traces, spansPer int) []byte {
 // BenchmarkSplitRoute measures the router's per-request work without the network: the
 // wire-level split with sampling (rate 0.5, th written on kept spans), the routing rules
 // and the table pick for every span, over 3 backends. ns/span is ns/op ÷ 512.
-func BenchmarkSplitRoute(b *testing.B) {
+func BenchmarkSplitRoute(b *testing.B) { benchSplitRoute(b, nil) }
+
+// BenchmarkSplitRouteLimited is BenchmarkSplitRoute under the example config's rate
+// limits (4 services, each well under its share: every trace passes by tokens).
+func BenchmarkSplitRouteLimited(b *testing.B) {
+	benchSplitRoute(b, ratelimit.NewFleet(ratelimit.Limits{MaxQPS: 1e12, Burst: 1e10, PerServiceLimit: 1e10}, 16))
+}
+
+// BenchmarkSplitRouteShedding is BenchmarkSplitRoute with every service far over its
+// share: traces are decided by their hash.
+func BenchmarkSplitRouteShedding(b *testing.B) {
+	benchSplitRoute(b, ratelimit.NewFleet(ratelimit.Limits{PerServiceLimit: 1000}, 16))
+}
+
+func benchSplitRoute(b *testing.B, lim *ratelimit.Fleet) {
 	s := &Service{}
+	if lim != nil {
+		s.limiter.Store(lim)
+	}
 	s.policy.Store(&policy{region: testRegion, configRate: 0.5, plans: map[string]*plan{}})
 	list := []backends.Backend{{Key: "collector.r.b1", Region: testRegion}, {Key: "collector.r.b2", Region: testRegion}, {Key: "collector.r.b3", Region: testRegion}}
 	t, err := buildTables(DefaultConfig().balanceConfig(), list, nil, nil)

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"math"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,6 +126,8 @@ type backend struct {
 	wg      sync.WaitGroup
 	stop    sync.Once
 
+	// host, when set, is where its registration reads the host CPU.
+	host *hostCPU
 	// hold, when set before traffic, makes Export wait until it is closed (a stuck backend).
 	hold chan struct{}
 
@@ -183,6 +187,19 @@ type fixedReadings struct{}
 
 func (fixedReadings) Sample() (sysstat.Reading, error) { return sysstat.Reading{}, nil }
 
+// hostCPU is a registration sampler whose host CPU reading a test sets (0 to 1).
+type hostCPU struct{ busy atomic.Uint64 } // math.Float64bits
+
+func (h *hostCPU) Sample() (sysstat.Reading, error) {
+	return sysstat.Reading{HostCPU: math.Float64frombits(h.busy.Load())}, nil
+}
+
+func (h *hostCPU) set(f float64) { h.busy.Store(math.Float64bits(f)) }
+
+// withHost makes b's registration read its host CPU from h; b may start unhealthy, so
+// addBackend does not wait for it to enter the tables.
+func withHost(h *hostCPU) func(*backend) { return func(b *backend) { b.host = h } }
+
 // addBackend starts and registers a backend and waits until the router routes to it.
 func (e *env) addBackend(id string, opts ...func(*backend)) *backend {
 	e.t.Helper()
@@ -200,9 +217,13 @@ func (e *env) addBackend(id string, opts ...func(*backend)) *backend {
 	pmetricotlp.RegisterGRPCServer(b.srv, &b.metrics)
 	b.wg.Add(1)
 	go func() { defer b.wg.Done(); _ = b.srv.Serve(ln) }()
+	var sampler registration.Sampler = fixedReadings{}
+	if b.host != nil {
+		sampler = b.host
+	}
 	b.reg, err = registration.New(e.reg, registration.Config{
 		Kind: events.KindCollector, ID: id, Region: testRegion, Address: ln.Addr().String(),
-		Sampler: fixedReadings{}, Interval: time.Second,
+		Sampler: sampler, Interval: time.Second,
 	}, nil)
 	if err != nil {
 		e.t.Fatal(err)
@@ -211,6 +232,9 @@ func (e *env) addBackend(id string, opts ...func(*backend)) *backend {
 		e.t.Fatal(err)
 	}
 	e.backends = append(e.backends, b)
+	if b.host != nil {
+		return b
+	}
 	key := "collector." + testRegion + "." + id
 	natstest.Eventually(e.t, 5*time.Second, func() bool { _, ok := e.r.tables.Load().byKey[key]; return ok }, "backend %s not in the tables", id)
 	return b

@@ -56,6 +56,8 @@ type metrics struct {
 	received, kept, sampledOut, rateLimited *prometheus.CounterVec
 	rerouted, dropped, duplicates           prometheus.Counter
 	rebuilds                                prometheus.Counter
+	lastResort                              prometheus.Counter
+	onLastResort                            prometheus.Gauge
 	rebuildSeconds                          prometheus.Histogram
 
 	mu       sync.RWMutex
@@ -91,6 +93,14 @@ func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 		})),
 		duplicates: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otelfleet_router_backpressure_after_submit_total", Help: "Items already handed to a backend in a request that was then refused (the client's retry duplicates them).",
+		})),
+		lastResort: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_last_resort_total",
+			Help: "Times the router had no healthy or degraded backend and turned to the ones reporting unhealthy.",
+		})),
+		onLastResort: promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "otelfleet_router_on_last_resort",
+			Help: "1 while the router sends to backends reporting unhealthy because no other is left.",
 		})),
 		rebuilds: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otelfleet_router_table_rebuilds_total", Help: "Backend table rebuilds (membership changes and rebalances).",

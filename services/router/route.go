@@ -136,14 +136,16 @@ func (st *splitState) resource(it *otlpwire.Item) *resState {
 // route decides one item: rate limit, sampling (traces), then its backend.
 func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 	r := st.resource(it)
+	key := r.plan.key
+	if it.HasTraceID {
+		key = balance.TraceKey(it.TraceID)
+	}
 	var ts []byte
 	if !st.routeOnly {
 		r.received += it.Count
-		if st.lim != nil {
-			if got := st.lim.Allow(it.Service, it.Count, st.now); got < it.Count {
-				r.rateLimited += it.Count
-				return otlpwire.Verdict{Dest: otlpwire.DestRejected}
-			}
+		if st.lim != nil && !st.admit(it, key) {
+			r.rateLimited += it.Count
+			return otlpwire.Verdict{Dest: otlpwire.DestRejected}
 		}
 		if st.sig == otlpwire.Traces && it.HasTraceID {
 			if cap(st.arena)-len(st.arena) < maxTraceState {
@@ -163,10 +165,6 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 		}
 		r.kept += it.Count
 	}
-	key := r.plan.key
-	if it.HasTraceID {
-		key = balance.TraceKey(it.TraceID)
-	}
 	d := -1
 	if st.anyAvoid {
 		d = st.t.pick(r.plan, key, st.exclSoft)
@@ -178,6 +176,15 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 		d = st.nowhere
 	}
 	return otlpwire.Verdict{Dest: d, TraceState: ts}
+}
+
+// admit asks the rate limiter about one item: a traced item (key: its trace key) is
+// decided whole by its trace, so every span of a trace gets one verdict; others by count.
+func (st *splitState) admit(it *otlpwire.Item, key uint64) bool {
+	if it.HasTraceID {
+		return st.lim.AllowTrace(it.Service, key, it.Count, st.now)
+	}
+	return st.lim.Allow(it.Service, it.Count, st.now)
 }
 
 // Trace-state arena sizes: a block holds the new trace states of many spans; a block

@@ -72,6 +72,9 @@ type Service struct {
 
 	rebuildMu    sync.Mutex
 	lastBackends []backends.Backend
+	// onLastResort is true while the tables hold the backends reporting unhealthy (no
+	// other is left); under rebuildMu.
+	onLastResort bool
 
 	ready     atomic.Bool
 	readyCh   chan struct{}

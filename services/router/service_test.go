@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -133,8 +134,60 @@ func TestJSONOverHTTP(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, func() bool { _, n := b.counts(); return n == 2 }, "spans not delivered")
 }
 
-// TestRateLimitedPartialSuccess: items over the rate limit are refused in
-// partial_success (not an error), counted, and the rest delivered.
+// tracesRequest encodes a request of traces traces × spansPer spans of service svc,
+// trace IDs from first on, each trace's spans spread over the request (one span of
+// every trace, then the next), as an SDK's batch holds them.
+func tracesRequest(t testing.TB, svc string, first, traces, spansPer int) []byte {
+	t.Helper()
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", svc)
+	ss := rs.ScopeSpans().AppendEmpty()
+	for j := range spansPer {
+		for i := first; i < first+traces; i++ {
+			sp := ss.Spans().AppendEmpty()
+			sp.SetTraceID(pcommon.TraceID{0: 9, 7: byte(i >> 8), 15: byte(i)})
+			sp.SetSpanID(pcommon.SpanID{1, byte(j), byte(i), byte(i >> 8), 5, 6, 7, 8})
+			sp.SetName("op")
+		}
+	}
+	b, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rejectedSpans posts body to /v1/traces and returns the spans partial_success refused.
+func rejectedSpans(t *testing.T, e *env, body []byte) int64 {
+	t.Helper()
+	code, _, resp := post(t, e.httpURL()+"/v1/traces", contentProto, "", body)
+	if code != 200 {
+		t.Fatalf("post: %d %q", code, resp)
+	}
+	r := ptraceotlp.NewExportResponse()
+	if err := r.UnmarshalProto([]byte(resp)); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.PartialSuccess().RejectedSpans(); n > 0 && !strings.Contains(r.PartialSuccess().ErrorMessage(), "rate limits") {
+		t.Fatalf("partial success: %d rejected, %q", n, r.PartialSuccess().ErrorMessage())
+	}
+	return r.PartialSuccess().RejectedSpans()
+}
+
+// wholeTraces fails unless every trace b received has spansPer spans.
+func wholeTraces(t *testing.T, b *backend, spansPer int) {
+	t.Helper()
+	traces, _ := b.counts()
+	for id, n := range traces {
+		if n != spansPer {
+			t.Fatalf("trace %x arrived with %d of its %d spans", id, n, spansPer)
+		}
+	}
+}
+
+// TestRateLimitedPartialSuccess: traces over the rate limit are refused whole in
+// partial_success (not an error), counted, and the rest delivered whole.
 func TestRateLimitedPartialSuccess(t *testing.T) {
 	e := startRouter(t, testConfig())
 	b := e.addBackend("b1")
@@ -142,22 +195,37 @@ func TestRateLimitedPartialSuccess(t *testing.T) {
 	g.RateLimiting = fleetconfig.RateLimiting{MaxQPS: 1e6, BurstSize: 10, PerServiceLimit: 50}
 	e.putGlobal(g)
 	e.putDecision(1)
-	code, _, body := post(t, e.httpURL()+"/v1/traces", contentProto, "", traceRequest(t, "noisy", [16]byte{7}, 500))
-	if code != 200 {
-		t.Fatalf("post: %d %q", code, body)
-	}
-	resp := ptraceotlp.NewExportResponse()
-	if err := resp.UnmarshalProto([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	rejected := resp.PartialSuccess().RejectedSpans()
-	if rejected < 400 || rejected > 500 || !strings.Contains(resp.PartialSuccess().ErrorMessage(), "rate limits") {
-		t.Fatalf("partial success: %d rejected, %q", rejected, resp.PartialSuccess().ErrorMessage())
+	// 100 traces of 5 spans: the bucket (one second of 50/s) holds 10 of them.
+	rejected := rejectedSpans(t, e, tracesRequest(t, "noisy", 0, 100, 5))
+	if rejected < 400 || rejected > 500 || rejected%5 != 0 {
+		t.Fatalf("%d spans rejected, want 400 to 500 in whole traces of 5", rejected)
 	}
 	natstest.Eventually(t, 10*time.Second, func() bool { _, n := b.counts(); return n == 500-int(rejected) }, "admitted spans not delivered")
+	wholeTraces(t, b, 5)
 	if st := e.r.Status(); st.RateLimited != rejected {
 		t.Fatalf("status rate_limited %d, want %d", st.RateLimited, rejected)
 	}
+}
+
+// TestExampleRateLimitsAdmitABurst: with the example config's rate_limiting (max_qps
+// 1e6, burst_size 1e4, per_service_limit 1e4), a fresh router takes a 1,200-span burst
+// of one service whole: nothing refused.
+func TestExampleRateLimitsAdmitABurst(t *testing.T) {
+	e := startRouter(t, testConfig())
+	b := e.addBackend("b1")
+	g := fleetconfig.Defaults().Global
+	if g.RateLimiting != (fleetconfig.RateLimiting{MaxQPS: 1e6, BurstSize: 1e4, PerServiceLimit: 1e4}) {
+		t.Fatalf("default rate_limiting %+v: not the example's", g.RateLimiting)
+	}
+	e.putGlobal(g)
+	e.putDecision(1)
+	for r := range 3 {
+		if n := rejectedSpans(t, e, tracesRequest(t, "telemetrygen", r*100, 100, 4)); n != 0 {
+			t.Fatalf("request %d: %d of 400 spans refused", r, n)
+		}
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { _, n := b.counts(); return n == 1200 }, "spans not delivered")
+	wholeTraces(t, b, 4)
 }
 
 // TestLogsAndMetrics: log records follow their trace ID (all of a trace's on one backend),

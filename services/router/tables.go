@@ -132,6 +132,7 @@ func (s *Service) rebuild(list []backends.Backend, why string) {
 	} else {
 		s.lastBackends = list
 	}
+	list = s.usable(list)
 	start := time.Now()
 	t, err := buildTables(s.cfg.balanceConfig(), list, s.tables.Load(), s.exp.InFlight)
 	if err != nil {
@@ -145,4 +146,33 @@ func (s *Service) rebuild(list []backends.Backend, why string) {
 	s.m.rebuilds.Inc()
 	s.m.rebuildSeconds.Observe(time.Since(start).Seconds())
 	s.log.Debug("backend tables rebuilt", "why", why, "backends", len(t.keys), "regions", len(t.regionNames), "took", time.Since(start))
+}
+
+// usable returns the backends to build the tables from: those not reporting unhealthy,
+// or, when there is none (a saturated host marks every collector unhealthy), the
+// unhealthy ones as a last resort, rather than refusing everything. Entering and leaving
+// the last resort is logged once and counted. s.rebuildMu is held.
+func (s *Service) usable(list []backends.Backend) []backends.Backend {
+	fine := make([]backends.Backend, 0, len(list))
+	for _, b := range list {
+		if !b.Unhealthy {
+			fine = append(fine, b)
+		}
+	}
+	last := len(fine) == 0 && len(list) > 0
+	if last != s.onLastResort {
+		s.onLastResort = last
+		if last {
+			s.m.lastResort.Inc()
+			s.m.onLastResort.Set(1)
+			s.log.Warn("no healthy or degraded backend: sending to the backends reporting unhealthy as a last resort", "backends", len(list))
+		} else {
+			s.m.onLastResort.Set(0)
+			s.log.Info("healthy or degraded backends are back: backends reporting unhealthy get no new traffic", "backends", len(fine))
+		}
+	}
+	if last {
+		return list
+	}
+	return fine
 }

@@ -1,7 +1,7 @@
 // Package backends keeps the router's view of the backend collectors: the registry's
-// collectors that can take traffic (healthy or degraded, with an OTLP address; simulated
-// collectors without an address are never targets), with their live load readings from
-// the load stream.
+// collectors with an OTLP address (simulated collectors without one are never targets),
+// healthy, degraded or unhealthy (flagged: the router uses those only as a last resort),
+// with their live load readings from the load stream.
 package backends
 
 import (
@@ -13,7 +13,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
-// Backend is one collector that can take traffic.
+// Backend is one registered collector with an address.
 type Backend struct {
 	// Key is its registration key; ID and Region its identity.
 	Key, ID, Region string
@@ -27,6 +27,9 @@ type Backend struct {
 	LatencyMS float64
 	// Degraded is true when its registration or report says degraded (still a target).
 	Degraded bool
+	// Unhealthy is true when its registration or latest report says unhealthy (a
+	// saturated host, say): a target only while no healthy or degraded backend is.
+	Unhealthy bool
 }
 
 // Config tunes the set.

@@ -32,9 +32,9 @@ type reading struct {
 	at time.Time
 }
 
-// Set is the live backend set: the registry's collectors that have an address and are
-// not unhealthy (by their registration and by their latest load report), with their
-// load readings.
+// Set is the live backend set: the registry's collectors that have an address, flagged
+// unhealthy by their registration or their latest load report, with their load
+// readings.
 type Set struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -46,6 +46,7 @@ type Set struct {
 
 	rejected *prometheus.CounterVec
 	count    prometheus.Gauge
+	sick     prometheus.Gauge
 
 	mu       sync.Mutex
 	regs     map[string]events.Registration // every valid collector registration
@@ -82,6 +83,10 @@ func New(nc *nats.Conn, js jetstream.JetStream, registry jetstream.KeyValue, cfg
 		count: f.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_router_backends",
 			Help: "Backends the router can send to (registered collectors with an address, not unhealthy).",
+		}),
+		sick: f.NewGauge(prometheus.GaugeOpts{
+			Name: "otelfleet_router_backends_unhealthy",
+			Help: "Registered collectors with an address that report unhealthy: the router's last resort.",
 		}),
 		regs:     map[string]events.Registration{},
 		readings: map[string]reading{},
@@ -156,7 +161,14 @@ func (s *Set) publish(list []Backend, fresh bool) []Backend {
 	if fresh {
 		list = s.backends()
 	}
-	s.count.Set(float64(len(list)))
+	sick := 0
+	for _, b := range list {
+		if b.Unhealthy {
+			sick++
+		}
+	}
+	s.count.Set(float64(len(list) - sick))
+	s.sick.Set(float64(sick))
 	if s.onChange != nil {
 		s.onChange(slices.Clone(list))
 	}
@@ -167,7 +179,7 @@ func (s *Set) publish(list []Backend, fresh bool) []Backend {
 // health (readings aside).
 func sameMembers(a, b []Backend) bool {
 	return slices.EqualFunc(a, b, func(x, y Backend) bool {
-		return x.Key == y.Key && x.Addr == y.Addr && x.Degraded == y.Degraded
+		return x.Key == y.Key && x.Addr == y.Addr && x.Degraded == y.Degraded && x.Unhealthy == y.Unhealthy
 	})
 }
 
@@ -185,15 +197,13 @@ func (s *Set) backends() []Backend {
 	out := make([]Backend, 0, len(s.regs))
 	for _, key := range slices.Sorted(maps.Keys(s.regs)) {
 		r := s.regs[key]
-		if r.Address == "" || r.Health.Status == events.HealthUnhealthy {
+		if r.Address == "" {
 			continue
 		}
 		b := Backend{Key: key, ID: r.ID, Region: r.Region, Addr: r.Address, Capacity: r.CapacityQPS,
-			Degraded: r.Health.Status == events.HealthDegraded}
+			Degraded: r.Health.Status == events.HealthDegraded, Unhealthy: r.Health.Status == events.HealthUnhealthy}
 		if rd, ok := s.readings[key]; ok {
-			if !rd.r.Healthy {
-				continue
-			}
+			b.Unhealthy = b.Unhealthy || !rd.r.Healthy
 			if rd.r.Capacity > 0 {
 				b.Capacity = rd.r.Capacity
 			}

@@ -3,6 +3,7 @@ package backends
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -107,6 +108,21 @@ func hasKeys(want ...string) func([]Backend) bool {
 	}
 }
 
+// flagged is hasKeys(want...) with exactly the backends sick (by key) unhealthy.
+func flagged(sick []string, want ...string) func([]Backend) bool {
+	return func(l []Backend) bool {
+		if !hasKeys(want...)(l) {
+			return false
+		}
+		for _, b := range l {
+			if b.Unhealthy != slices.Contains(sick, b.Key) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 func registration(id, addr string, status events.HealthStatus) events.Registration {
 	return events.Registration{
 		V: events.RegistrationVersion, ID: id, InstanceKind: events.KindCollector, Region: "eu", Address: addr, CapacityQPS: 1000,
@@ -169,9 +185,12 @@ func TestMembershipFollowsTheRegistry(t *testing.T) {
 	f.waitFor(t, "a's address changed", hasKeys("collector.eu.a@127.0.0.1:9", "collector.eu.b@127.0.0.1:2"))
 
 	f.put(t, registration("b", "127.0.0.1:2", events.HealthUnhealthy))
-	f.waitFor(t, "unhealthy b left", hasKeys("collector.eu.a@127.0.0.1:9"))
+	f.waitFor(t, "unhealthy b flagged", flagged([]string{"collector.eu.b"}, "collector.eu.a@127.0.0.1:9", "collector.eu.b@127.0.0.1:2"))
+	if got := testutil.ToFloat64(f.set.sick); got != 1 {
+		t.Fatalf("unhealthy gauge %v, want 1", got)
+	}
 	f.put(t, registration("b", "127.0.0.1:2", events.HealthHealthy))
-	f.waitFor(t, "b healthy again", hasKeys("collector.eu.a@127.0.0.1:9", "collector.eu.b@127.0.0.1:2"))
+	f.waitFor(t, "b healthy again", flagged(nil, "collector.eu.a@127.0.0.1:9", "collector.eu.b@127.0.0.1:2"))
 
 	if err := f.kv.Delete(ctx, "collector.eu.a"); err != nil {
 		t.Fatal(err)
@@ -219,9 +238,9 @@ func TestLoadReports(t *testing.T) {
 	natstest.Eventually(t, 5*time.Second, func() bool { return f.rejected("report", "unregistered") == 1 }, "ghost's report ignored")
 
 	f.report(t, "b", false, 0)
-	f.waitFor(t, "b reported unhealthy", hasKeys("collector.eu.a@127.0.0.1:1"))
+	f.waitFor(t, "b reported unhealthy", flagged([]string{"collector.eu.b"}, "collector.eu.a@127.0.0.1:1", "collector.eu.b@127.0.0.1:2"))
 	f.report(t, "b", true, 0)
-	f.waitFor(t, "b reported healthy", hasKeys("collector.eu.a@127.0.0.1:1", "collector.eu.b@127.0.0.1:2"))
+	f.waitFor(t, "b reported healthy", flagged(nil, "collector.eu.a@127.0.0.1:1", "collector.eu.b@127.0.0.1:2"))
 	// Keep the registrations alive; the readings age out after ReportTTL.
 	f.put(t, registration("a", "127.0.0.1:1", events.HealthHealthy))
 	f.put(t, registration("b", "127.0.0.1:2", events.HealthHealthy))

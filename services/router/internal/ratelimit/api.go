@@ -1,14 +1,27 @@
 // Package ratelimit enforces the fleet-wide limits of the config's rate_limiting block
 // (max_qps, burst_size, per_service_limit): each router admits its share of each limit,
-// computed from the live routers' observed demand, with local token buckets.
+// computed from the live routers' observed demand.
+//
+// Admission, per limit (the service's bucket, then the fleet-wide one, which sees what
+// the service's admitted): a bucket of the share's part of burst_size (a service's bucket
+// at least one second of its per-service share) lets bursts through unshed. Once an
+// item does not fit, the bucket sheds until the demand falls back to the share: it
+// admits the fraction p = share / demand, traces whole by a hash of the trace ID
+// (AllowTrace: a trace is admitted when its hash falls below p, so every span of it gets
+// the same verdict on every request and every router with the same p, and the admitted
+// rate is the share), data without a trace ID item by item (Allow). p moves only when
+// share / demand changes by more than half a percent, so a steady overload keeps every
+// trace's verdict; before the first demand estimate (250 ms) a full bucket refuses. The
+// traces the bucket admitted (the last 1,024 by key, per bucket) keep passing while it
+// sheds, so a trace whose spans straddle the moment the bucket runs out stays whole.
 //
 // Each router measures its own demand (items offered per second before limiting, an
-// exponentially weighted rate over 250 ms windows with a DemandHalfLife), publishes it (Demand) and is given
-// the other live routers' (SetPeers). Its share of a limit follows Share: proportional to
-// demand when the fleet asks for more than the limit, demand plus an equal part of the
-// headroom when it asks for less. A router whose peers' reports stop arriving (it died or
-// left) is dropped after maxAge and the others' shares grow back to the whole limit.
-// Until it has heard from any peer a router counts itself alone.
+// exponentially weighted rate over 250 ms windows with a DemandHalfLife), publishes it
+// (Demand) and is given the other live routers' (SetPeers). Its share of a limit follows
+// Share: proportional to demand when the fleet asks for more than the limit, demand plus
+// an equal part of the headroom when it asks for less. A router whose peers' reports stop
+// arriving (it died or left) is dropped after maxAge and the others' shares grow back to
+// the whole limit. Until it has heard from any peer a router counts itself alone.
 package ratelimit
 
 import (
@@ -21,14 +34,17 @@ import (
 type Limits struct {
 	// MaxQPS is the items per second the whole fleet admits.
 	MaxQPS float64
-	// Burst is the fleet's bucket size for MaxQPS: each router's bucket holds its share
-	// of it (0: one second of its rate).
+	// Burst is the fleet's bucket size for MaxQPS: each router's buckets hold their
+	// share's part of it (0: one second of the rate; a service's bucket always holds at
+	// least one second of its per-service share).
 	Burst float64
 	// PerServiceLimit is the items per second the whole fleet admits for each service.
 	PerServiceLimit float64
 }
 
-// PeerDemand is one other router's observed demand (items per second before limiting).
+// PeerDemand is one other router's observed demand in items per second: Total what
+// passed its per-service limits (the demand on MaxQPS), PerService what was offered for
+// each service before limiting.
 type PeerDemand struct {
 	Total      float64
 	PerService map[string]float64
@@ -91,26 +107,66 @@ func (f *Fleet) Limits() Limits {
 	return f.limits
 }
 
-// Allow admits up to n items of service at now and returns how many were admitted;
-// the demand it sees (all n) is recorded for Demand. Items are admitted only when both
-// the fleet-wide bucket and the service's bucket have tokens.
-func (f *Fleet) Allow(service []byte, n int, now time.Time) int {
+// Allow decides n items of service that carry no trace ID (untraced logs, metrics) at
+// now, all or none, and reports whether it admitted them; the demand it sees (all n) is
+// recorded for Demand. Items pass while both the fleet-wide bucket and the service's
+// bucket hold them; beyond that each sheds to the fraction share / demand of the items
+// offered.
+func (f *Fleet) Allow(service []byte, n int, now time.Time) bool {
+	return f.allow(service, 0, false, n, now)
+}
+
+// AllowTrace decides n items of service that belong to one trace, all or none, and
+// reports whether it admitted them. key is a hash of the trace ID (the router passes
+// balance.TraceKey); the limiter mixes it again, so its verdicts are independent of the
+// sampling randomness and of backend placement. Items pass while the buckets hold them;
+// beyond that (the demand exceeds this router's share) a trace is admitted when its hash
+// falls below share / demand, so every span of a trace gets the same verdict on every
+// request and on every router with the same fraction, and the admitted rate is the
+// share.
+func (f *Fleet) AllowTrace(service []byte, key uint64, n int, now time.Time) bool {
+	return f.allow(service, key, true, n, now)
+}
+
+// Seeds of the two mixes of a trace key: the service's and the fleet-wide bucket's
+// verdicts are independent, so a trace passes both with the product of their fractions.
+const (
+	serviceSeed = 0x243f6a8885a308d3
+	globalSeed  = 0x13198a2e03707344
+)
+
+// allow is Allow and AllowTrace (traced: key is the trace's hash). The fleet-wide
+// bucket sees the items the service's bucket admitted.
+func (f *Fleet) allow(service []byte, key uint64, traced bool, n int, now time.Time) bool {
 	if n <= 0 {
-		return 0
+		return true // nothing to refuse
 	}
 	b := f.bucketFor(service)
 	at := unixNano(now)
+	fn := float64(n)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.record(float64(n), at)
-	k := b.available(float64(n), at)
+	b.record(fn, at)
+	ok, took := b.admit(fn, remix(key^serviceSeed), traced, at)
+	if !ok {
+		return false
+	}
 	f.global.mu.Lock()
-	f.global.record(float64(n), at)
-	k = f.global.available(k, at)
-	f.global.tokens -= k
+	f.global.record(fn, at)
+	ok, _ = f.global.admit(fn, remix(key^globalSeed), traced, at)
 	f.global.mu.Unlock()
-	b.tokens -= k
-	return int(k)
+	if !ok && took { // the tokens of items the fleet-wide bucket refused go back
+		b.tokens += fn
+	}
+	return ok
+}
+
+// remix is the splitmix64 finaliser: a bijection spreading every input bit over the
+// output, so a trace key's verdict here is unrelated to its use elsewhere.
+func remix(x uint64) uint64 {
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }
 
 // bucketFor returns the bucket of service, tracking it if there is room.
@@ -140,7 +196,8 @@ func (f *Fleet) bucketFor(service []byte) *bucket {
 }
 
 // Demand returns this router's observed demand, to publish for the other routers:
-// the total and each tracked service's (the untracked ones are in the total only).
+// the total (what passed the per-service limits: the demand on MaxQPS) and each
+// tracked service's (the untracked ones are in the total only).
 func (f *Fleet) Demand(now time.Time) PeerDemand {
 	at := unixNano(now)
 	d := PeerDemand{Total: f.global.demandAt(at), At: now}
@@ -174,7 +231,7 @@ func (f *Fleet) reshare(now int64) {
 	for i, p := range f.peers {
 		others[i] = p.Total
 	}
-	f.global.setShare(f.limits.MaxQPS, f.limits, f.global.demandAt(now), others, now)
+	f.global.setShare(f.limits.MaxQPS, f.limits, f.global.demandAt(now), others, now, 0)
 	m := *f.services.Load()
 	for name, b := range m {
 		f.shareService(b, name, now)
@@ -189,7 +246,7 @@ func (f *Fleet) reshare(now int64) {
 			}
 		}
 	}
-	f.other.setShare(f.limits.PerServiceLimit, f.limits, f.other.demandAt(now), others, now)
+	f.other.setShare(f.limits.PerServiceLimit, f.limits, f.other.demandAt(now), others, now, 1)
 }
 
 // shareService sets b's share of the per-service limit for service name. f.mu is held.
@@ -198,7 +255,7 @@ func (f *Fleet) shareService(b *bucket, name string, now int64) {
 	for i, p := range f.peers {
 		others[i] = p.PerService[name]
 	}
-	b.setShare(f.limits.PerServiceLimit, f.limits, b.demandAt(now), others, now)
+	b.setShare(f.limits.PerServiceLimit, f.limits, b.demandAt(now), others, now, 1)
 }
 
 // unixNano returns t in unix nanoseconds, never 0 (0 stands for "no time").
