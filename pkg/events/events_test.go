@@ -164,6 +164,15 @@ func TestLoadReportValidation(t *testing.T) {
 		"NaN as string": {`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","qps":"NaN"}`, `field "qps"`},
 		"overflow":      {`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","qps":1e999}`, "qps"},
 		"empty service": {`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","services":[{"name":"","spans_per_sec":1}]}`, "services[0].name"},
+		"unknown role":  {`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","role":"proxy"}`, `role: "proxy"`},
+		"forwarded on a collector": {`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","forwarded_qps":3}`,
+			"forwarded_qps, forwarded: set on a report whose role is not"},
+		"negative forwarded": {`{"v":1,"region":"eu","collector":"r1","at":"2026-01-01T00:00:00Z","role":"router","forwarded_qps":-2}`,
+			"forwarded_qps: -2 is negative"},
+		"forwarded service unnamed": {`{"v":1,"region":"eu","collector":"r1","at":"2026-01-01T00:00:00Z","role":"router","forwarded":[{"spans_per_sec":1}]}`,
+			"forwarded[0].name"},
+		"forwarded service absurd": {`{"v":1,"region":"eu","collector":"r1","at":"2026-01-01T00:00:00Z","role":"router","forwarded":[{"name":"a","spans_per_sec":1e300}]}`,
+			"forwarded[0].spans_per_sec: 1e+300 is above the limit"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -201,6 +210,8 @@ func FuzzDecodeConfigChanged(f *testing.F) {
 func FuzzDecodeLoadReport(f *testing.F) {
 	f.Add([]byte(`{"v":1,"region":"eu","collector":"c1","at":"2026-01-01T00:00:00Z","qps":10,"services":[{"name":"a","spans_per_sec":1}]}`))
 	f.Add([]byte(`{"v":1,"qps":1e308}`))
+	f.Add([]byte(`{"v":1,"region":"eu","collector":"r1","at":"2026-01-01T00:00:00Z","qps":10,"role":"router","forwarded_qps":4,` +
+		`"services":[{"name":"a","spans_per_sec":10}],"forwarded":[{"name":"a","spans_per_sec":4}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var r LoadReport
 		if err := Decode(data, &r); err != nil {
@@ -233,5 +244,53 @@ func TestCollectorFromKeyInvertsCollectorKey(t *testing.T) {
 	}
 	if got := Default.Endpoint(ServiceRouter, "route"); got != "otlp.router.route" {
 		t.Errorf("router endpoint = %q", got)
+	}
+}
+
+func TestRouterFromKeyInvertsServiceKey(t *testing.T) {
+	key, err := ServiceKey(ServiceRouter, "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := RouterFromKey(key); !ok || id != "r-1" {
+		t.Errorf("RouterFromKey(%q) = %q, %v", key, id, ok)
+	}
+	for _, bad := range []string{"", "service.router", "service.router.", "service.router.a.b", "service.sampler.x", "collector.eu.r1", "service.router.bad id"} {
+		if _, ok := RouterFromKey(bad); ok {
+			t.Errorf("RouterFromKey(%q) accepted", bad)
+		}
+	}
+	subj, err := Default.RouterStatusSubject("r-1")
+	if err != nil || subj != "otlp.router.status.r-1" {
+		t.Errorf("RouterStatusSubject = %q, %v", subj, err)
+	}
+	if _, err := Default.RouterStatusSubject("a.b"); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("RouterStatusSubject(a.b) err = %v, want ErrInvalidToken", err)
+	}
+}
+
+func TestRouterStatusValidation(t *testing.T) {
+	good := `{"v":1,"router":"r1","region":"eu","received":10,"kept":4,"backends":[{"key":"collector.eu.c1","share":1,"sent":4}]}`
+	var st RouterStatus
+	if err := Decode([]byte(good), &st); err != nil || st.Backends[0].Sent != 4 {
+		t.Fatalf("good status: %+v, %v", st, err)
+	}
+	tests := map[string]struct{ data, want string }{
+		"no router":        {`{"v":1}`, "router:"},
+		"bad region":       {`{"v":1,"router":"r1","region":"e u"}`, "region:"},
+		"negative kept":    {`{"v":1,"router":"r1","kept":-1}`, "kept: -1 is negative"},
+		"backend no key":   {`{"v":1,"router":"r1","backends":[{"sent":1}]}`, "backends[0].key"},
+		"backend share":    {`{"v":1,"router":"r1","backends":[{"key":"k","share":2}]}`, "backends[0].share: 2 is outside"},
+		"backend negative": {`{"v":1,"router":"r1","backends":[{"key":"k","queue_bytes":-5}]}`, "backends[0].queue_bytes: -5 is negative"},
+		"newer schema":     {`{"v":2,"router":"r1"}`, "v"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var st RouterStatus
+			err := Decode([]byte(tc.data), &st)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ func FuzzDecodeAnyPayload(f *testing.F) {
 	f.Add([]byte(`{"v":1,"leader":"a","token":1,"seq":2,"collectors":0,"regions":[]}`))
 	f.Add([]byte(`{"v":1,"event":"registry.expired","key":"collector.eu.c1"}`))
 	f.Add([]byte(`{"v":1,"event":"sampling.decision","version":1}`))
+	f.Add([]byte(`{"v":1,"router":"r1","region":"eu","received":10,"kept":4,"backends":[{"key":"collector.eu.c1","share":1,"sent":4}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, p := range []func() Payload{
 			func() Payload { return &Lease{} },
@@ -22,6 +23,7 @@ func FuzzDecodeAnyPayload(f *testing.F) {
 			func() Payload { return &TopologySnapshot{} },
 			func() Payload { return &RegistryEvent{} },
 			func() Payload { return &SamplingEvent{} },
+			func() Payload { return &RouterStatus{} },
 		} {
 			v := p()
 			if err := Decode(data, v); err != nil {

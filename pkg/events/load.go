@@ -37,7 +37,19 @@ type LoadReport struct {
 	Healthy bool `json:"healthy"`
 	// Services are the top services by span rate.
 	Services []ServiceRate `json:"services,omitempty"`
+	// Role is RoleRouter when an OTLP router reports (QPS and Services are then the
+	// spans it received, before sampling); empty for a collector.
+	Role string `json:"role,omitempty"`
+	// ForwardedQPS is the spans per second a router handed to its backends (after
+	// sampling and rate limiting); 0 for a collector.
+	ForwardedQPS float64 `json:"forwarded_qps,omitempty"`
+	// Forwarded are the per-service rates of those forwarded spans, for services listed
+	// in Services; a router only.
+	Forwarded []ServiceRate `json:"forwarded,omitempty"`
 }
+
+// RoleRouter is the LoadReport.Role of an OTLP router's report.
+const RoleRouter = "router"
 
 // ServiceRate is one service's span rate at one collector.
 type ServiceRate struct {
@@ -95,14 +107,28 @@ func (r LoadReport) Validate() error {
 	if r.IntervalMS < 0 || r.IntervalMS > 3_600_000 {
 		errs = append(errs, fmt.Errorf("interval_ms: %d is outside [0, 3600000]", r.IntervalMS))
 	}
-	if len(r.Services) > MaxReportedServices {
-		errs = append(errs, fmt.Errorf("services: %d entries, at most %d", len(r.Services), MaxReportedServices))
-	}
-	for i, s := range r.Services {
-		if s.Name == "" || len(s.Name) > 256 {
-			errs = append(errs, fmt.Errorf("services[%d].name: must be 1..256 bytes", i))
+	rates := func(field string, list []ServiceRate) {
+		if len(list) > MaxReportedServices {
+			errs = append(errs, fmt.Errorf("%s: %d entries, at most %d", field, len(list), MaxReportedServices))
 		}
-		num(fmt.Sprintf("services[%d].spans_per_sec", i), s.SpansPerSec, MaxReportedQPS)
+		for i, s := range list {
+			if s.Name == "" || len(s.Name) > 256 {
+				errs = append(errs, fmt.Errorf("%s[%d].name: must be 1..256 bytes", field, i))
+			}
+			num(fmt.Sprintf("%s[%d].spans_per_sec", field, i), s.SpansPerSec, MaxReportedQPS)
+		}
+	}
+	rates("services", r.Services)
+	switch r.Role {
+	case RoleRouter:
+		num("forwarded_qps", r.ForwardedQPS, MaxReportedQPS)
+		rates("forwarded", r.Forwarded)
+	case "":
+		if r.ForwardedQPS != 0 || len(r.Forwarded) > 0 {
+			errs = append(errs, fmt.Errorf("forwarded_qps, forwarded: set on a report whose role is not %q", RoleRouter))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("role: %q, want %q or empty (a collector)", r.Role, RoleRouter))
 	}
 	return errors.Join(errs...)
 }

@@ -104,6 +104,19 @@ func (n Namespace) LoadSubject(region, collector string) (string, error) {
 	return n.root + ".load." + region + "." + collector, nil
 }
 
+// RouterStatusSubject is the core NATS subject a router publishes its RouterStatus on
+// every report interval: <root>.router.status.<instance>.
+func (n Namespace) RouterStatusSubject(instance string) (string, error) {
+	if err := CheckToken("router id", instance); err != nil {
+		return "", err
+	}
+	return n.root + ".router.status." + instance, nil
+}
+
+// RouterStatusSubjects is the wildcard matching every router's status:
+// <root>.router.status.*.
+func (n Namespace) RouterStatusSubjects() string { return n.root + ".router.status.*" }
+
 // LoadSubjects is the wildcard matching every load report: <root>.load.>.
 func (n Namespace) LoadSubjects() string { return n.root + ".load.>" }
 
@@ -184,6 +197,19 @@ const (
 	// ServiceKeys matches every service registration: service.>.
 	ServiceKeys = KindService + ".>"
 )
+
+// RouterKeys matches every OTLP router registration: service.router.*.
+const RouterKeys = KindService + "." + ServiceRouter + ".*"
+
+// RouterFromKey returns the instance id of a service.router.<id> key, or false when key
+// is not a valid router key.
+func RouterFromKey(key string) (id string, ok bool) {
+	id, ok = strings.CutPrefix(key, KindService+"."+ServiceRouter+".")
+	if !ok || CheckToken("router id", id) != nil {
+		return "", false
+	}
+	return id, true
+}
 
 // CollectorFromKey returns the region and id of a collector.<region>.<id> key, or false
 // when key is not a valid collector key.

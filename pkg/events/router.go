@@ -1,5 +1,11 @@
 package events
 
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
 // Router request/reply bodies (micro service otlp-router). Endpoint names: RouterOpRoute
 // and RouterOpStatus under EndpointGroup(ServiceRouter).
 
@@ -82,6 +88,65 @@ type RouterStatus struct {
 	// MemoryLimit its limit.
 	MemoryBytes int64 `json:"memory_bytes"`
 	MemoryLimit int64 `json:"memory_limit"`
+	// At is when the status was taken; set on the copies published on
+	// RouterStatusSubject, so a reader can turn two of them into rates.
+	At time.Time `json:"at,omitzero"`
+}
+
+// MaxRouterBackends bounds the backends a RouterStatus lists.
+const MaxRouterBackends = 10_000
+
+// Kind implements Payload.
+func (RouterStatus) Kind() string { return "router.status" }
+
+// SchemaVersion implements Payload.
+func (RouterStatus) SchemaVersion() int { return RouterVersion }
+
+// Validate implements Payload: the router and region are valid tokens (the region may
+// be empty), every counter is non-negative, and the backends are at most
+// MaxRouterBackends, each with a key, counters >= 0 and a share in [0, 1].
+func (s RouterStatus) Validate() error {
+	var errs []error
+	if err := CheckToken("router id", s.Router); err != nil {
+		errs = append(errs, fmt.Errorf("router: %w", err))
+	}
+	if s.Region != "" {
+		if err := CheckToken("region", s.Region); err != nil {
+			errs = append(errs, fmt.Errorf("region: %w", err))
+		}
+	}
+	count := func(field string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is negative", field, v))
+		}
+	}
+	count("received", s.Received)
+	count("kept", s.Kept)
+	count("sampled_out", s.Sampled)
+	count("rate_limited", s.RateLimited)
+	count("memory_bytes", s.MemoryBytes)
+	count("memory_limit", s.MemoryLimit)
+	if len(s.Backends) > MaxRouterBackends {
+		errs = append(errs, fmt.Errorf("backends: %d entries, at most %d", len(s.Backends), MaxRouterBackends))
+		return errors.Join(errs...)
+	}
+	for i, b := range s.Backends {
+		if b.Key == "" || len(b.Key) > 512 {
+			errs = append(errs, fmt.Errorf("backends[%d].key: must be 1..512 bytes", i))
+		}
+		if !(b.Share >= 0 && b.Share <= 1) {
+			errs = append(errs, fmt.Errorf("backends[%d].share: %v is outside [0, 1]", i, b.Share))
+		}
+		f := func(name string) string { return fmt.Sprintf("backends[%d].%s", i, name) }
+		count(f("sent"), b.Sent)
+		count(f("failed"), b.Failed)
+		count(f("retried"), b.Retried)
+		count(f("rerouted"), b.Rerouted)
+		count(f("dropped"), b.Dropped)
+		count(f("queue_bytes"), b.QueueBytes)
+		count(f("in_flight"), b.InFlight)
+	}
+	return errors.Join(errs...)
 }
 
 // RouterVersion is the schema version of RouteAnswer and RouterStatus.

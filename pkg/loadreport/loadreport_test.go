@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -403,4 +404,60 @@ func TestPublisherFailures(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPublisherRouter publishes a router's report: received rates as a collector's,
+// role router, forwarded rates for the listed services only (cut with them).
+func TestPublisherRouter(t *testing.T) {
+	srv := natstest.Run(t)
+	nc, _ := srv.JetStream(t)
+	recv, err := loadmon.New(loadmon.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fcfg := loadmon.DefaultConfig()
+	fcfg.HistorySize, fcfg.TopServices = 1, fcfg.MaxServices
+	fwd, err := loadmon.New(fcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Region, cfg.Collector, cfg.TopServices = "eu", "router-1", 2
+	p, err := NewPublisher(nc, events.Default, cfg, &RouterSource{Received: MonitorSource{Monitor: recv}, Forwarded: fwd}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := nc.SubscribeSync(p.Subject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PublishOnce(context.Background(), t0); err != nil { // baseline
+		t.Fatal(err)
+	}
+	for name, n := range map[string]int{"checkout": 1000, "cart": 600, "debug": 200} {
+		recv.RecordService(name, n)
+		recv.RecordSpans(n, 0)
+	}
+	for name, n := range map[string]int{"checkout": 1000, "cart": 60, "debug": 2} {
+		fwd.RecordService(name, n)
+		fwd.RecordSpans(n, 0)
+	}
+	if err := p.PublishOnce(context.Background(), t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Role != events.RoleRouter || r.QPS != 1800 || r.ForwardedQPS != 1062 {
+		t.Errorf("role %q qps %v forwarded %v, want router 1800 1062", r.Role, r.QPS, r.ForwardedQPS)
+	}
+	want := []events.ServiceRate{{Name: "checkout", SpansPerSec: 1000}, {Name: "cart", SpansPerSec: 60}}
+	if !slices.Equal(r.Forwarded, want) {
+		t.Errorf("forwarded = %+v, want %+v (debug is cut with the received list)", r.Forwarded, want)
+	}
 }

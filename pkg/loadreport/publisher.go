@@ -231,6 +231,27 @@ func (p *Publisher) stamp(r *events.LoadReport, now time.Time) {
 	if len(r.Services) == 0 {
 		r.Services = nil
 	}
+	r.Forwarded = alongside(r.Forwarded, r.Services)
+}
+
+// alongside returns the rates of fwd whose services are listed in services (a router's
+// forwarded rates are subtracted per service from what it received, so a forwarded
+// service cut from the received list must go too); nil when none is.
+func alongside(fwd, services []events.ServiceRate) []events.ServiceRate {
+	if len(fwd) == 0 {
+		return nil
+	}
+	listed := make(map[string]struct{}, len(services))
+	for _, s := range services {
+		listed[s.Name] = struct{}{}
+	}
+	var out []events.ServiceRate
+	for _, f := range fwd {
+		if _, ok := listed[f.Name]; ok {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (p *Publisher) fail(stage string, err error) error {

@@ -95,3 +95,42 @@ func FromSnapshot(s loadmon.Snapshot, capacity float64, healthy bool) events.Loa
 	}
 	return r
 }
+
+var _ Source = (*RouterSource)(nil)
+
+// RouterSource reports an OTLP router's load: what Received measured (spans received,
+// before sampling) as a MonitorSource does, with Role events.RoleRouter and the spans
+// handed to backends, counted by Forwarded, as ForwardedQPS and Forwarded (per service,
+// for the services the received list names). Report ticks both Monitors at the same
+// instant, so neither may be ticked elsewhere.
+type RouterSource struct {
+	// Received is the router's MonitorSource; its Monitor counts spans received.
+	Received MonitorSource
+	// Forwarded counts, with RecordSpans and RecordService, the spans handed to
+	// backends. Required. Configure it with HistorySize 1 and TopServices equal to
+	// MaxServices, so that every service's forwarded rate is there to match.
+	Forwarded *loadmon.Monitor
+}
+
+// Report implements Source; the first call primes both baselines and returns ok false.
+func (s *RouterSource) Report(ctx context.Context, now time.Time) (events.LoadReport, bool, error) {
+	fwd, fok := s.Forwarded.Tick(now, sysstat.Reading{})
+	r, ok, err := s.Received.Report(ctx, now)
+	if err != nil || !ok || !fok {
+		return events.LoadReport{}, false, err
+	}
+	r.Role = events.RoleRouter
+	r.ForwardedQPS = fwd.QPS
+	if len(r.Services) > 0 && len(fwd.Services) > 0 {
+		byName := make(map[string]float64, len(fwd.Services))
+		for _, f := range fwd.Services {
+			byName[f.Name] = f.SpansPerSec
+		}
+		for _, sr := range r.Services {
+			if v := byName[sr.Name]; v > 0 {
+				r.Forwarded = append(r.Forwarded, events.ServiceRate{Name: sr.Name, SpansPerSec: v})
+			}
+		}
+	}
+	return r, true, nil
+}

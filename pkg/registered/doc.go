@@ -9,4 +9,9 @@
 // Watch keeps a Sink (topology's state, or a Set) in step with the bucket: it replays
 // the registrations, then follows puts, deletes and expiry markers; after a reconnect it
 // replays again and forgets the collectors whose keys vanished meanwhile (Sink.Retain).
+//
+// The same rule holds for OTLP routers (WatchRouters, RouterSet): a router counts only
+// while service.router.<id> holds that router's registration, and only in the region
+// that registration names. Routers are never collectors: Watch ignores their keys, so
+// topology does not list them as collectors.
 package registered

@@ -41,6 +41,49 @@ func Decode(k Key, data []byte) (events.Registration, error) {
 	return r, nil
 }
 
+// rule is one kind of registration Watch follows: its key filter, how a key names an
+// instance, and the check that a stored value is that instance's registration.
+type rule struct {
+	filter  string
+	noun    string // for logs: "collector", "router"
+	keyForm string // for logs: the key pattern
+	fromKey func(key string) (Key, bool)
+	decode  func(k Key, data []byte) (events.Registration, error)
+}
+
+var (
+	collectors = rule{filter: KeyFilter, noun: "collector", keyForm: "collector.<region>.<id>", fromKey: KeyFromRegistry, decode: Decode}
+	routers    = rule{filter: RouterKeyFilter, noun: "router", keyForm: "service.router.<id>", fromKey: RouterKeyFromRegistry, decode: DecodeRouter}
+)
+
+// RouterKeyFilter is the registry-bucket key filter of every OTLP router registration.
+const RouterKeyFilter = events.RouterKeys
+
+// RouterKeyFromRegistry returns the Key of a registry key service.router.<id>: ID set,
+// Region empty (a router's region is in its registration, not its key); ok is false for
+// any other key.
+func RouterKeyFromRegistry(key string) (Key, bool) {
+	id, ok := events.RouterFromKey(key)
+	return Key{ID: id}, ok
+}
+
+// DecodeRouter decodes a registry value stored at service.router.<k.ID> and checks it is
+// the registration of that router, with a valid region.
+func DecodeRouter(k Key, data []byte) (events.Registration, error) {
+	r, err := events.DecodeRegistration(data)
+	if err != nil {
+		return r, err
+	}
+	if r.InstanceKind != events.KindService || r.Name != events.ServiceRouter || r.ID != k.ID {
+		return r, fmt.Errorf("%w: registration of %s %s/%s stored at key service.router.%s", events.ErrMalformed,
+			r.InstanceKind, r.Name, r.ID, k.ID)
+	}
+	if err := events.CheckToken("region", r.Region); err != nil {
+		return r, fmt.Errorf("%w: router %s: region: %w", events.ErrMalformed, r.ID, err)
+	}
+	return r, nil
+}
+
 // Sink receives the registered collectors from Watch, on one goroutine, in order.
 type Sink interface {
 	// Put adds or updates the collector r describes (a valid collector registration).
@@ -68,6 +111,17 @@ type Options struct {
 // at the end of that replay the collectors whose keys are gone (expired while this
 // process was cut off) are forgotten.
 func Watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink, o Options) {
+	watch(ctx, nc, kv, collectors, sink, o)
+}
+
+// WatchRouters is Watch for the OTLP routers' registrations, service.router.<id>: sink
+// (a RouterSet) gets each valid router registration, and a Key with only ID set for a
+// router to forget.
+func WatchRouters(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink, o Options) {
+	watch(ctx, nc, kv, routers, sink, o)
+}
+
+func watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, ru rule, sink Sink, o Options) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -77,7 +131,7 @@ func Watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink,
 		count = func(string) {}
 	}
 	first := true
-	kvwatch.Run(ctx, nc, kv, KeyFilter, func(e jetstream.KeyValueEntry) {
+	kvwatch.Run(ctx, nc, kv, ru.filter, func(e jetstream.KeyValueEntry) {
 		if e == nil {
 			if first {
 				first = false
@@ -86,22 +140,22 @@ func Watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink,
 				}
 				return
 			}
-			resync(ctx, kv, sink, log)
+			resync(ctx, kv, ru, sink, log)
 			return
 		}
-		k, ok := KeyFromRegistry(e.Key())
+		k, ok := ru.fromKey(e.Key())
 		if !ok {
 			count("rejected")
-			log.Warn("ignoring registry key that is not collector.<region>.<id>", "key", e.Key())
+			log.Warn("ignoring registry key that is not "+ru.keyForm, "key", e.Key())
 			return
 		}
 		if e.Operation() == jetstream.KeyValuePut {
-			r, err := Decode(k, e.Value())
+			r, err := ru.decode(k, e.Value())
 			if err != nil {
 				count("rejected")
 				log.Warn("ignoring malformed registration", "key", e.Key(), "revision", e.Revision(), "err", err)
 				if sink.Delete(k) {
-					log.Info("collector forgotten: its registration is no longer valid", "key", e.Key())
+					log.Info(ru.noun+" forgotten: its registration is no longer valid", "key", e.Key())
 				}
 				return
 			}
@@ -115,7 +169,7 @@ func Watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink,
 		}
 		count(op)
 		if sink.Delete(k) {
-			log.Debug("collector forgotten", "key", e.Key(), "op", op)
+			log.Debug(ru.noun+" forgotten", "key", e.Key(), "op", op)
 		}
 	}, func(err error) { log.Warn("registry watch failed, retrying", "err", err) })
 }
@@ -124,18 +178,18 @@ func Watch(ctx context.Context, nc *nats.Conn, kv jetstream.KeyValue, sink Sink,
 // watch goroutine, so no update is applied meanwhile; a key written after the replay is
 // listed (and kept), a key deleted after it is not (and its delete marker, delivered
 // later, finds nothing to forget).
-func resync(ctx context.Context, kv jetstream.KeyValue, sink Sink, log *slog.Logger) {
+func resync(ctx context.Context, kv jetstream.KeyValue, ru rule, sink Sink, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	lister, err := kv.ListKeysFiltered(ctx, KeyFilter)
+	lister, err := kv.ListKeysFiltered(ctx, ru.filter)
 	if err != nil {
-		log.Warn("registry resync: listing keys failed; expired collectors may linger until their next change", "err", err)
+		log.Warn("registry resync: listing keys failed; expired "+ru.noun+"s may linger until their next change", "err", err)
 		return
 	}
 	defer func() { _ = lister.Stop() }()
 	keep := map[Key]struct{}{}
 	for key := range lister.Keys() {
-		if k, ok := KeyFromRegistry(key); ok {
+		if k, ok := ru.fromKey(key); ok {
 			keep[k] = struct{}{}
 		}
 	}
@@ -144,7 +198,7 @@ func resync(ctx context.Context, kv jetstream.KeyValue, sink Sink, log *slog.Log
 		return
 	}
 	if n := sink.Retain(keep); n > 0 {
-		log.Info("forgot collectors no longer in the registry after a resync", "collectors", n)
+		log.Info("forgot "+ru.noun+"s no longer in the registry after a resync", ru.noun+"s", n)
 	}
 }
 
@@ -215,6 +269,82 @@ func (s *Set) Retain(keep map[Key]struct{}) int {
 	for k := range s.keys {
 		if _, ok := keep[k]; !ok {
 			delete(s.keys, k)
+			n++
+		}
+	}
+	if n > 0 {
+		s.gen++
+	}
+	return n
+}
+
+// RouterSet is the Sink of WatchRouters: which routers are registered, and in which
+// region. A router's load report counts as a router's only when its subject's region is
+// the one its registration names. Safe for concurrent use.
+type RouterSet struct {
+	mu      sync.RWMutex
+	regions map[string]string // router id → region
+	gen     uint64
+}
+
+// NewRouterSet returns an empty set.
+func NewRouterSet() *RouterSet { return &RouterSet{regions: map[string]string{}} }
+
+var _ Sink = (*RouterSet)(nil)
+
+// Has reports whether router id is registered in region.
+func (s *RouterSet) Has(region, id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.regions[id]
+	return ok && r == region
+}
+
+// Generation returns a number that changes whenever a router is added, removed or
+// moves region.
+func (s *RouterSet) Generation() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
+// Len returns the number of registered routers.
+func (s *RouterSet) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.regions)
+}
+
+// Put implements Sink.
+func (s *RouterSet) Put(r *events.Registration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.regions[r.ID]; !ok || cur != r.Region {
+		s.regions[r.ID] = r.Region
+		s.gen++
+	}
+}
+
+// Delete implements Sink; only k.ID is read.
+func (s *RouterSet) Delete(k Key) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.regions[k.ID]
+	if ok {
+		delete(s.regions, k.ID)
+		s.gen++
+	}
+	return ok
+}
+
+// Retain implements Sink; only the IDs of keep are read.
+func (s *RouterSet) Retain(keep map[Key]struct{}) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id := range s.regions {
+		if _, ok := keep[Key{ID: id}]; !ok {
+			delete(s.regions, id)
 			n++
 		}
 	}

@@ -332,6 +332,10 @@ func (s *Service) count(sig otlpwire.Signal, res []resState, accepted bool) {
 			c.rateLimited.Add(float64(r.rateLimited))
 		}
 		if sig == otlpwire.Traces {
+			if r.kept > 0 {
+				s.fwd.RecordService(r.plan.service, r.kept)
+				s.fwd.RecordSpans(r.kept, 0)
+			}
 			s.totals.kept.Add(int64(r.kept))
 			s.totals.sampled.Add(int64(r.sampled))
 			s.totals.rateLimited.Add(int64(r.rateLimited))

@@ -59,7 +59,8 @@ type Service struct {
 	exp     *export.Exporter
 	rr      *rerouter
 	limiter atomic.Pointer[ratelimit.Fleet]
-	mon     *loadmon.Monitor
+	mon     *loadmon.Monitor // spans received (before sampling)
+	fwd     *loadmon.Monitor // spans handed to backends (kept and accepted)
 
 	tables   atomic.Pointer[tables]
 	policy   atomic.Pointer[policy]
@@ -131,6 +132,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	mcfg := loadmon.DefaultConfig()
 	mcfg.HistorySize = 60
 	if s.mon, err = loadmon.New(mcfg); err != nil {
+		return nil, err
+	}
+	fcfg := loadmon.DefaultConfig()
+	fcfg.HistorySize, fcfg.TopServices = 1, fcfg.MaxServices
+	if s.fwd, err = loadmon.New(fcfg); err != nil {
 		return nil, err
 	}
 	s.tables.Store(&tables{byKey: map[string]int{}, regions: map[string]*regionTable{}, strategy: cfg.balanceConfig().Strategy})
@@ -224,6 +230,7 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.goRun(func() { s.becomeReady(ctx) })
 	s.goRun(func() { s.register(ctx, b.Registry) })
 	s.goRun(func() { s.runPeers(ctx, b.Registry) })
+	s.goRun(func() { s.publishStatus(ctx) })
 }
 
 func (s *Service) goRun(fn func()) {
@@ -340,7 +347,8 @@ func (s *Service) register(ctx context.Context, kv jetstream.KeyValue) {
 	}
 	pcfg := loadreport.DefaultConfig()
 	pcfg.Region, pcfg.Collector, pcfg.Interval = s.d.Region, s.d.Instance, s.cfg.ReportInterval
-	pub, err := loadreport.NewPublisher(s.d.NC, s.d.NS, pcfg, &loadreport.MonitorSource{Monitor: s.mon, Healthy: s.ready.Load}, s.log, s.d.Registerer)
+	pub, err := loadreport.NewPublisher(s.d.NC, s.d.NS, pcfg, &loadreport.RouterSource{
+		Received: loadreport.MonitorSource{Monitor: s.mon, Healthy: s.ready.Load}, Forwarded: s.fwd}, s.log, s.d.Registerer)
 	if err != nil {
 		s.log.Error("load report disabled", "err", err)
 	} else {

@@ -39,6 +39,11 @@ func TestRegistrationEndpointsAndLoadReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	statuses, err := nc.SubscribeSync(events.Default.RouterStatusSubjects())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = statuses.Unsubscribe() }()
 
 	key := "service." + events.ServiceRouter + "." + e.r.d.Instance
 	var reg events.Registration
@@ -51,7 +56,8 @@ func TestRegistrationEndpointsAndLoadReport(t *testing.T) {
 		t.Fatalf("registration: address %q metadata %v (listening on %s, %s)", reg.Address, reg.Metadata, g, h)
 	}
 
-	// Traffic before sampling is what the load report carries.
+	// Traffic before sampling is what the load report carries, as a router's: what it
+	// forwarded is there too, for the sampler to subtract.
 	for i := range 50 {
 		code, _, body := post(t, e.httpURL()+"/v1/traces", contentProto, "", traceRequest(t, "checkout", [16]byte{byte(i), 1}, 10))
 		if code != 200 {
@@ -66,8 +72,19 @@ func TestRegistrationEndpointsAndLoadReport(t *testing.T) {
 			if err != nil || r.Collector != e.r.d.Instance {
 				continue
 			}
+			if r.Role != events.RoleRouter {
+				t.Fatalf("router's load report has role %q", r.Role)
+			}
+			fwd := map[string]float64{}
+			for _, f := range r.Forwarded {
+				fwd[f.Name] = f.SpansPerSec
+			}
 			for _, s := range r.Services {
 				if s.Name == "checkout" && s.SpansPerSec > 0 {
+					if f := fwd["checkout"]; f <= 0 || f > s.SpansPerSec || r.ForwardedQPS > r.QPS {
+						t.Fatalf("checkout received %v forwarded %v (total %v of %v): want 0 < forwarded <= received",
+							s.SpansPerSec, f, r.ForwardedQPS, r.QPS)
+					}
 					found = true
 				}
 			}
@@ -95,6 +112,17 @@ func TestRegistrationEndpointsAndLoadReport(t *testing.T) {
 	if len(st.Backends) != 2 || st.Received != 500 || st.GRPCAddr != g || st.MemoryLimit != int64(e.r.cfg.MemoryLimit) {
 		t.Fatalf("status: %+v", st)
 	}
+
+	// The same status is published on <root>.router.status.<instance>, stamped.
+	want := "otlp.router.status." + e.r.d.Instance
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		m, err := statuses.NextMsg(time.Second)
+		if err != nil || m.Subject != want {
+			return false
+		}
+		var pub events.RouterStatus
+		return events.Decode(m.Data, &pub) == nil && pub.Router == e.r.d.Instance && pub.Received == 500 && !pub.At.IsZero() && len(pub.Backends) == 2
+	}, "no router status on %s", want)
 }
 
 // TestRoutingRules: a rule's target region comes first, then this router's region;

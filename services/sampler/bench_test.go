@@ -19,7 +19,7 @@ import (
 func BenchmarkDecision10kServices(b *testing.B) {
 	const services, collectors = 10_000, 100
 	members := registered.NewSet()
-	loads := NewLoads(time.Hour, members)
+	loads := NewLoads(time.Hour, members, nil)
 	now := time.Now()
 	for c := range collectors {
 		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
@@ -65,7 +65,7 @@ func BenchmarkLoadsObserve100k(b *testing.B) {
 		members Members
 	}{{"no rule", nil}, {"registered only", members}} {
 		b.Run(bc.name, func(b *testing.B) {
-			loads := NewLoads(time.Hour, bc.members)
+			loads := NewLoads(time.Hour, bc.members, nil)
 			for c := range collectors {
 				r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, QPS: 10, Capacity: 100}
 				for s := range 5 {
@@ -88,7 +88,7 @@ func BenchmarkLoadsObserve100k(b *testing.B) {
 // once the waiting table is full: the cost of each report of a flood.
 func BenchmarkLoadsAddUnregisteredFlood(b *testing.B) {
 	members := registered.NewSet()
-	loads := NewLoads(time.Hour, members)
+	loads := NewLoads(time.Hour, members, nil)
 	now := time.Now()
 	reports := make([]events.LoadReport, 2*MaxWaitingCollectors)
 	for i := range reports {

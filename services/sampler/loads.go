@@ -42,9 +42,15 @@ const (
 	WaitingLimit
 )
 
-// Loads keeps the latest load report of every collector, with the time it was seen, and
-// sums the live ones (seen within the TTL) into the fleet's traffic. Safe for
-// concurrent use.
+// Loads keeps the latest load report of every collector and router, with the time it
+// was seen, and sums the live ones (seen within the TTL) into the fleet's traffic:
+//
+//	fleet traffic = Σ collectors' rate + Σ routers' (received − forwarded) rate
+//
+// per service and in total. A router reports what it received before sampling; its
+// backends (collectors) report again the part it forwarded, so adding a router's
+// received rate less its forwarded rate counts each span once, whether SDKs send to
+// collectors, through routers, or both. Safe for concurrent use.
 type Loads struct {
 	ttl           time.Duration
 	maxCollectors int
@@ -52,9 +58,14 @@ type Loads struct {
 	maxWaiting    int
 	// members says which collectors are registered; nil counts every collector.
 	members Members
-	// checked is the members' generation the counted and waiting tables were last
-	// reconciled with.
-	checked uint64
+	// routers says which routers are registered, and where; nil counts every report
+	// with role router as a router's.
+	routers Members
+	// checked and checkedRouters are the generations the counted and waiting tables
+	// were last reconciled with.
+	checked, checkedRouters uint64
+	// fwd is Observe's scratch map of one router's forwarded rates by service.
+	fwd map[string]float64
 
 	mu        sync.Mutex
 	last      map[collectorID]seenReport
@@ -62,16 +73,22 @@ type Loads struct {
 	lastPrune time.Time // when a full table last pruned itself (at most once a second)
 }
 
-type collectorID struct{ region, collector string }
+// collectorID names a reporter; router is set for a router's report (a router and a
+// collector may share an id without sharing an entry).
+type collectorID struct {
+	region, collector string
+	router            bool
+}
 
 type seenReport struct {
 	r    events.LoadReport
 	seen time.Time
 }
 
-// Members says which collectors are registered; *registered.Set implements it.
+// Members says which collectors (*registered.Set) or routers (*registered.RouterSet)
+// are registered.
 type Members interface {
-	// Has reports whether the collector is registered.
+	// Has reports whether the collector or router is registered in region.
 	Has(region, collector string) bool
 	// Generation changes whenever a collector is added or removed.
 	Generation() uint64
@@ -79,25 +96,41 @@ type Members interface {
 
 // NewLoads returns an empty table whose reports count for ttl after they were seen.
 // With members non-nil only the reports of registered collectors count (the rule of
-// package registered); the others wait, bounded, for their registration.
-func NewLoads(ttl time.Duration, members Members) *Loads {
+// package registered); with routers non-nil only the reports with role router of
+// routers registered in the report's region count as routers'. The others wait,
+// bounded, for their registration.
+func NewLoads(ttl time.Duration, members, routers Members) *Loads {
 	l := &Loads{ttl: ttl, maxCollectors: MaxTrackedCollectors, maxServices: MaxTrackedServices, maxWaiting: MaxWaitingCollectors,
-		members: members, last: map[collectorID]seenReport{}, waiting: map[collectorID]seenReport{}}
+		members: members, routers: routers, fwd: map[string]float64{},
+		last: map[collectorID]seenReport{}, waiting: map[collectorID]seenReport{}}
 	if members != nil {
 		l.checked = members.Generation()
+	}
+	if routers != nil {
+		l.checkedRouters = routers.Generation()
 	}
 	return l
 }
 
-// Add records r as its collector's latest report, seen at seen (the time the NATS
-// server stored it, so every replica ages it alike). An older report than the one held
-// is ignored. A report of an unregistered collector goes to the bounded waiting table,
-// never into the counted one, so it cannot take a registered collector's place.
+// registeredLocked reports whether the reporter id is registered as what it claims.
+func (l *Loads) registeredLocked(id collectorID) bool {
+	m := l.members
+	if id.router {
+		m = l.routers
+	}
+	return m == nil || m.Has(id.region, id.collector)
+}
+
+// Add records r as its collector's (or, with role router, its router's) latest report,
+// seen at seen (the time the NATS server stored it, so every replica ages it alike).
+// An older report than the one held is ignored. A report of an unregistered collector
+// or router goes to the bounded waiting table, never into the counted one, so it
+// cannot take a registered reporter's place.
 func (l *Loads) Add(r events.LoadReport, seen time.Time) AddResult {
-	id := collectorID{r.Region, r.Collector}
+	id := collectorID{r.Region, r.Collector, r.Role == events.RoleRouter}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.members != nil && !l.members.Has(r.Region, r.Collector) {
+	if !l.registeredLocked(id) {
 		return l.putLocked(l.waiting, l.maxWaiting, id, seenReport{r, seen}, Waiting, WaitingLimit)
 	}
 	delete(l.waiting, id)
@@ -126,25 +159,40 @@ func (l *Loads) putLocked(table map[collectorID]seenReport, limit int, id collec
 }
 
 // Observe forgets reports older than the TTL at now and returns the sums over the live
-// collectors: fleet spans/s per service and in total, and the load and capacity of the
-// collectors that report a capacity.
+// reporters: fleet spans/s per service and in total (collectors' rates plus routers'
+// received less forwarded, each clamped at 0), and the load and capacity of the
+// collectors that report a capacity (routers never count there: utilisation and
+// degradation are the collectors').
 //
-// A collector no longer registered is forgotten; a waiting report whose collector is
-// now registered counts from this observation on. Both are checked only when the
-// membership changed since the last observation.
+// A collector or router no longer registered is forgotten; a waiting report whose
+// reporter is now registered counts from this observation on. Both are checked only
+// when the membership changed since the last observation.
 func (l *Loads) Observe(now time.Time) strategy.Observation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pruneLocked(now)
+	changed := false
 	if l.members != nil {
 		if gen := l.members.Generation(); gen != l.checked {
-			l.checked = gen
-			l.reconcileLocked()
+			l.checked, changed = gen, true
 		}
 	}
+	if l.routers != nil {
+		if gen := l.routers.Generation(); gen != l.checkedRouters {
+			l.checkedRouters, changed = gen, true
+		}
+	}
+	if changed {
+		l.reconcileLocked()
+	}
 	obs := strategy.Observation{Services: make(map[string]float64)}
-	for _, s := range l.last {
+	for id, s := range l.last {
 		r := s.r
+		if id.router {
+			obs.Routers++
+			l.addRouterLocked(&obs, &r)
+			continue
+		}
 		obs.Collectors++
 		obs.FleetQPS += r.QPS
 		if r.Capacity > 0 {
@@ -161,16 +209,30 @@ func (l *Loads) Observe(now time.Time) strategy.Observation {
 	return obs
 }
 
-// reconcileLocked forgets the counted collectors no longer registered and moves the
-// waiting reports of collectors now registered into the counted table.
+// addRouterLocked adds a router's received less forwarded rates to obs.
+func (l *Loads) addRouterLocked(obs *strategy.Observation, r *events.LoadReport) {
+	obs.FleetQPS += max(r.QPS-r.ForwardedQPS, 0)
+	clear(l.fwd)
+	for _, f := range r.Forwarded {
+		l.fwd[f.Name] += f.SpansPerSec
+	}
+	for _, sr := range r.Services {
+		if v := sr.SpansPerSec - l.fwd[sr.Name]; v > 0 {
+			obs.Services[sr.Name] += v
+		}
+	}
+}
+
+// reconcileLocked forgets the counted reporters no longer registered and moves the
+// waiting reports of reporters now registered into the counted table.
 func (l *Loads) reconcileLocked() {
 	for id := range l.last {
-		if !l.members.Has(id.region, id.collector) {
+		if !l.registeredLocked(id) {
 			delete(l.last, id)
 		}
 	}
 	for id, s := range l.waiting {
-		if l.members.Has(id.region, id.collector) {
+		if l.registeredLocked(id) {
 			delete(l.waiting, id)
 			l.putLocked(l.last, l.maxCollectors, id, s, Counted, CollectorLimit)
 		}
@@ -211,15 +273,16 @@ func (l *Loads) pruneLocked(now time.Time) {
 	}
 }
 
-// Len returns the number of collectors held whose reports count (live or not yet
-// forgotten).
+// Len returns the number of collectors and routers held whose reports count (live or
+// not yet forgotten).
 func (l *Loads) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.last)
 }
 
-// Waiting returns the number of unregistered collectors whose reports are held.
+// Waiting returns the number of unregistered collectors and routers whose reports are
+// held.
 func (l *Loads) Waiting() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -18,7 +18,7 @@ func report(region, collector string, qps float64, services map[string]float64) 
 }
 
 func TestLoadsRefusesNewCollectorsBeyondTheLimitUntilOthersAgeOut(t *testing.T) {
-	l := NewLoads(10*time.Second, nil)
+	l := NewLoads(10*time.Second, nil, nil)
 	l.maxCollectors = 3
 	t0 := time.Unix(1000, 0)
 	for i := range 3 {
@@ -42,7 +42,7 @@ func TestLoadsRefusesNewCollectorsBeyondTheLimitUntilOthersAgeOut(t *testing.T) 
 }
 
 func TestLoadsKeepsTheBusiestServicesAndCountsTheRestAsOther(t *testing.T) {
-	l := NewLoads(time.Minute, nil)
+	l := NewLoads(time.Minute, nil, nil)
 	l.maxServices = 2
 	t0 := time.Unix(1000, 0)
 	l.Add(report("eu", "c1", 100, map[string]float64{"big": 50, "mid": 30, "small": 15, "tiny": 5}), t0)
@@ -62,7 +62,7 @@ func TestLoadsKeepsTheBusiestServicesAndCountsTheRestAsOther(t *testing.T) {
 func TestLoadsCountOnlyRegisteredCollectors(t *testing.T) {
 	members := registered.NewSet()
 	members.Put(&events.Registration{Region: "eu", ID: "real"})
-	l := NewLoads(time.Minute, members)
+	l := NewLoads(time.Minute, members, nil)
 	l.maxCollectors, l.maxWaiting = 2, 100
 	t0 := time.Unix(1000, 0)
 	if got := l.Add(report("eu", "real", 100, map[string]float64{"cart": 100}), t0); got != Counted {
@@ -98,5 +98,38 @@ func TestLoadsCountOnlyRegisteredCollectors(t *testing.T) {
 	members.Put(&events.Registration{Region: "eu", ID: "fake-0"})
 	if obs := l.Observe(t0); obs.Collectors != 2 || obs.FleetQPS != 100+1e6 {
 		t.Fatalf("after a late registration and a deregistration: %d collectors, %v qps", obs.Collectors, obs.FleetQPS)
+	}
+}
+
+// TestLoadsRouterRule: a router adds what it received less what it forwarded, per
+// service and in total, clamped at 0; it is no collector and adds no capacity.
+func TestLoadsRouterRule(t *testing.T) {
+	routers := registered.NewRouterSet()
+	routers.Put(&events.Registration{Region: "eu", ID: "r1"})
+	l := NewLoads(time.Minute, nil, routers)
+	t0 := time.Unix(1000, 0)
+	r := report("eu", "r1", 1000, map[string]float64{"cart": 600, "auth": 300, "debug": 100})
+	r.Role, r.Capacity, r.ForwardedQPS = events.RoleRouter, 0, 1100 // more than received: clamped
+	r.Forwarded = []events.ServiceRate{{Name: "cart", SpansPerSec: 150}, {Name: "auth", SpansPerSec: 400}}
+	if got := l.Add(r, t0); got != Counted {
+		t.Fatalf("registered router: %v", got)
+	}
+	l.Add(report("eu", "c1", 200, map[string]float64{"cart": 150, "auth": 50}), t0)
+	obs := l.Observe(t0)
+	if obs.Routers != 1 || obs.Collectors != 1 || obs.FleetQPS != 200 || obs.LoadQPS != 200 || obs.Capacity != 1000 {
+		t.Fatalf("observation %+v", obs)
+	}
+	if obs.Services["cart"] != 600 || obs.Services["auth"] != 50 || obs.Services["debug"] != 100 {
+		t.Fatalf("services %v, want cart 150+450, auth 50+0 (clamped), debug 100", obs.Services)
+	}
+	// The same id without role router is a collector's report, and c1 is no router.
+	forged := report("eu", "c1", 1e6, nil)
+	forged.Role = events.RoleRouter
+	if got := l.Add(forged, t0); got != Waiting {
+		t.Fatalf("a collector's id claiming router: %v, want Waiting", got)
+	}
+	routers.Delete(registered.Key{ID: "r1"})
+	if obs := l.Observe(t0); obs.Routers != 0 || obs.FleetQPS != 200 {
+		t.Fatalf("after the router deregistered: %+v", obs)
 	}
 }

@@ -73,8 +73,10 @@ type Service struct {
 
 	kick chan struct{} // a config change: decide now
 
-	// members are the registered collectors: only their reports count.
+	// members are the registered collectors and routers the registered OTLP routers:
+	// only their reports count.
 	members *registered.Set
+	routers *registered.RouterSet
 
 	mu      sync.Mutex
 	addr    net.Addr // the Jaeger API's listen address, once listening
@@ -114,9 +116,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("sampler: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	members := registered.NewSet()
+	members, routers := registered.NewSet(), registered.NewRouterSet()
 	s := &Service{
-		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members), members: members, now: now,
+		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members, routers), members: members, routers: routers, now: now,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
 		ctx: ctx, cancel: cancel,
 	}
@@ -173,20 +175,28 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	if key, err := events.LeaseKey(events.ServiceSampler); err == nil && b.Leases != nil {
 		s.store.FencedBy(lease.NewKV(s.d.NC, b.Leases, key), s.log)
 	}
-	registryLoaded := make(chan struct{})
-	s.wg.Add(4)
+	collectorsLoaded, routersLoaded := make(chan struct{}), make(chan struct{})
+	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
 		registered.Watch(s.ctx, s.d.NC, b.Registry, s.members, registered.Options{
-			Log: s.log, Loaded: func() { close(registryLoaded) },
+			Log: s.log, Loaded: func() { close(collectorsLoaded) },
 		})
 	}()
 	go func() {
 		defer s.wg.Done()
-		select {
-		case <-registryLoaded:
-		case <-s.ctx.Done():
-			return
+		registered.WatchRouters(s.ctx, s.d.NC, b.Registry, s.routers, registered.Options{
+			Log: s.log, Loaded: func() { close(routersLoaded) },
+		})
+	}()
+	go func() {
+		defer s.wg.Done()
+		for _, loaded := range []chan struct{}{collectorsLoaded, routersLoaded} {
+			select {
+			case <-loaded:
+			case <-s.ctx.Done():
+				return
+			}
 		}
 		s.consumeLoads()
 	}()
@@ -469,7 +479,7 @@ func (s *Service) logStored(lt *leaderTerm, d *events.Decision, obs strategy.Obs
 		msg, level = "sampling decisions resumed", slog.LevelInfo
 	}
 	lt.log.Log(context.Background(), level, msg, "version", d.Version, "strategy", d.Strategy, "global_rate", d.GlobalRate,
-		"degraded", d.Degraded, "services", len(d.Services), "kept_qps", d.Inputs.KeptQPS, "collectors", obs.Collectors,
+		"degraded", d.Degraded, "services", len(d.Services), "kept_qps", d.Inputs.KeptQPS, "collectors", obs.Collectors, "routers", obs.Routers,
 		"failed_attempts", lt.failures)
 	lt.written++
 	lt.failures = 0

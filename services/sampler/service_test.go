@@ -200,7 +200,13 @@ func (f *fixture) publishUnregistered(t *testing.T, region, collector string, ca
 		r.Services = append(r.Services, events.ServiceRate{Name: name, SpansPerSec: q})
 		r.QPS += q
 	}
-	subject, err := events.Default.LoadSubject(region, collector)
+	f.publishReport(t, r)
+}
+
+// publishReport publishes r on its load subject.
+func (f *fixture) publishReport(t *testing.T, r events.LoadReport) {
+	t.Helper()
+	subject, err := events.Default.LoadSubject(r.Region, r.Collector)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,10 +85,12 @@ type Handler interface {
 //     stale, then the busiest; listed in id order either way), stats_only=true.
 //   - GET /v1/topology/best: the best collector as JSON (BestReply). Query parameters:
 //     region, load_weight, latency_weight, capacity_weight.
+//   - GET /v1/routers: the OTLP routers and their backends as JSON (Routers).
 //   - GET /: the live topology page; its script and style under /topology/ui/.
 func (s *Service) RegisterHTTP(h Handler) {
 	h.Handle("GET /v1/topology", http.HandlerFunc(s.serveTopology))
 	h.Handle("GET /v1/topology/best", http.HandlerFunc(s.serveBest))
+	h.Handle("GET /v1/routers", http.HandlerFunc(s.serveRouters))
 	sub, _ := fs.Sub(webFS, "web")
 	h.Handle("GET /topology/ui/", http.StripPrefix("/topology/ui/", http.FileServerFS(sub)))
 	h.Handle("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -34,6 +34,8 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	registrations *prometheus.CounterVec
 	snapshots     *prometheus.CounterVec
+	// routerStatuses counts router statuses by result: ok, invalid, dropped.
+	routerStatuses *prometheus.CounterVec
 
 	// shown remembers the collectors{region,status} series set by the last build so
 	// that the next build deletes those that no longer exist.
@@ -64,9 +66,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_topology_snapshots_published_total", Help: "Topology snapshots published by this replica as leader, by result: ok or error.",
 		}, []string{"result"}),
+		routerStatuses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otelfleet_topology_router_statuses_total", Help: "Router statuses received, by result: ok, invalid (does not decode or names another router than its subject), dropped (unregistered router, or over the routers limit).",
+		}, []string{"result"}),
 		shown: map[[2]string]struct{}{},
 	}
-	for _, c := range []prometheus.Collector{m.collectors, m.unregistered, m.buildSeconds, m.reports, m.rejected, m.registrations, m.snapshots} {
+	for _, c := range []prometheus.Collector{m.collectors, m.unregistered, m.buildSeconds, m.reports, m.rejected, m.registrations, m.snapshots, m.routerStatuses} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

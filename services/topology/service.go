@@ -52,6 +52,11 @@ type Service struct {
 	state *State
 	now   func() time.Time
 
+	// routers are the registered OTLP routers' latest statuses; registry is the
+	// registry bucket their registrations are followed in.
+	routers  *routerTable
+	registry jetstream.KeyValue
+
 	view    atomic.Pointer[view]
 	leading atomic.Bool
 	ready   chan struct{}
@@ -92,7 +97,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("topology: metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, d: d, log: d.Log, m: m, state: NewState(cfg), now: d.Now,
+	return &Service{cfg: cfg, d: d, log: d.Log, m: m, state: NewState(cfg), now: d.Now, routers: newRouterTable(),
 		ready: make(chan struct{}), caughtUp: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
 }
 
@@ -104,7 +109,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
 		registryLoaded := make(chan struct{})
-		s.wg.Add(4)
+		s.registry = b.Registry
+		s.wg.Add(6)
+		go func() { defer s.wg.Done(); s.followRouters() }()
 		go func() { defer s.wg.Done(); s.watchRegistry(b.Registry, registryLoaded) }()
 		go func() { defer s.wg.Done(); s.watchSampling(b.Sampling) }()
 		go func() {

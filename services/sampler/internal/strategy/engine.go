@@ -49,8 +49,9 @@ func (t Tuning) Validate() error {
 type Observation struct {
 	// Services is the fleet-wide spans per second of each listed service.
 	Services map[string]float64
-	// FleetQPS is the total spans per second of the live collectors; what exceeds the
-	// sum of Services is "other" traffic (collectors list top services only).
+	// FleetQPS is the total spans per second of the live collectors, plus what the live
+	// routers received and did not forward; what exceeds the sum of Services is "other"
+	// traffic (reporters list top services only).
 	FleetQPS float64
 	// LoadQPS and Capacity are the spans per second and the capacity of the live
 	// collectors that report a capacity; utilisation is LoadQPS/Capacity.
@@ -58,6 +59,9 @@ type Observation struct {
 	Capacity float64
 	// Collectors is the number of live collectors.
 	Collectors int
+	// Routers is the number of live OTLP routers whose received less forwarded traffic
+	// is in FleetQPS and Services.
+	Routers int
 }
 
 // Utilization returns LoadQPS/Capacity, and false when no collector reports capacity.
