@@ -202,7 +202,7 @@ our_line="router: $rate spans/s, $per_cpu spans per router cpu-second, rss $rss 
 echo "$peer_line"
 echo "$our_line"
 if ((busy > 0)); then
-  echo "warning: the router refused $busy requests as busy: its backends were marked unhealthy or full during the run (on a saturated host the agents' registrations turn unhealthy at 98% host CPU), so the offered load was not the peer's; re-run on a quieter machine" >&2
+  echo "warning: the router refused $busy requests as busy: its backends' queues were full or the memory limit was reached during the run, so the offered load was not the peer's; re-run on a quieter machine" >&2
 fi
 if [[ $SKIP_PEER != 1 ]]; then
   peer_cpu=$(sed -n 's/.* \([0-9]*\) spans per LB cpu-second.*/\1/p' <<<"$peer_line")

@@ -2,7 +2,6 @@ package routersvc
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
@@ -40,13 +39,15 @@ func (s *Service) runPeers(ctx context.Context, registry jetstream.KeyValue) {
 	} else {
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	prefix := events.KindService + "." + events.ServiceRouter + "."
 	s.goRun(func() {
-		kvwatch.Run(ctx, s.d.NC, registry, prefix+"*", func(e jetstream.KeyValueEntry) {
+		kvwatch.Run(ctx, s.d.NC, registry, events.RouterKeys, func(e jetstream.KeyValueEntry) {
 			if e == nil {
 				return
 			}
-			id := strings.TrimPrefix(e.Key(), prefix)
+			id, ok := events.RouterFromKey(e.Key())
+			if !ok {
+				return
+			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			if e.Operation() == jetstream.KeyValuePut && id != s.d.Instance {
