@@ -14,11 +14,13 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
+	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
 	registrysvc "github.com/otelfleet/otelfleet/services/registry"
+	opampsvc "github.com/otelfleet/otelfleet/services/opamp"
 	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
@@ -33,6 +35,7 @@ type devOptions struct {
 	registry registrysvc.Config
 	topology topologysvc.Config
 	sampler  samplersvc.Config
+	opamp    opampsvc.Config
 	natsLog  bool
 	simulate bool
 }
@@ -50,6 +53,7 @@ var devServices = []devService{
 	{name: "registry", module: func(o *devOptions) fx.Option { return registrysvc.Module(o.registry) }},
 	{name: "topology", module: func(o *devOptions) fx.Option { return topologysvc.Module(o.topology) }},
 	{name: "sampler", module: func(o *devOptions) fx.Option { return samplersvc.Module(o.sampler) }},
+	{name: "opamp", module: func(o *devOptions) fx.Option { return opampsvc.Module(o.opamp) }},
 }
 
 func devServiceNames() []string { return names(devServices) }
@@ -76,8 +80,9 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
 	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
-	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), opamp: opampsvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
+	o.opamp.Addr = fmt.Sprintf("127.0.0.1:%d", events.OpAMPPort)
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
@@ -90,6 +95,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	o.registry.Bind(k)
 	o.topology.Bind(k)
 	o.sampler.Bind(k)
+	o.opamp.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -100,7 +106,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), s.Validate())
+	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.opamp.Validate(), s.Validate())
 	if err == nil {
 		err = o.config.Load()
 	}
