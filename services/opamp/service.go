@@ -358,8 +358,8 @@ func (s *Service) onMessage(ctx context.Context, c *conn, tc types.Connection, m
 // hold returns the agent uid held by this replica, creating it or moving it to
 // connection tc.
 func (s *Service) hold(uid string, c *conn, tc types.Connection, now time.Time) *agent {
+	// Lock order: a.mu before s.mu, never s.mu then a.mu.
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	a, ok := s.agents[uid]
 	if !ok {
 		a = &agent{uid: uid, connectedAt: now}
@@ -367,6 +367,7 @@ func (s *Service) hold(uid string, c *conn, tc types.Connection, now time.Time) 
 		s.agents[uid] = a
 		s.m.held.Set(float64(len(s.agents)))
 	}
+	s.mu.Unlock()
 	a.mu.Lock()
 	if c.transport == TransportWebSocket {
 		if a.conn != tc {
@@ -388,24 +389,28 @@ func (s *Service) onClose(c *conn, tc types.Connection) {
 		return
 	}
 	s.mu.Lock()
-	var found *agent
+	held := make([]*agent, 0, len(s.agents))
 	for _, a := range s.agents {
-		a.mu.Lock()
-		if a.conn == tc {
-			found = a
-			a.gone = true
-		}
-		a.mu.Unlock()
-		if found != nil {
-			delete(s.agents, a.uid)
-			break
-		}
+		held = append(held, a)
 	}
-	s.m.held.Set(float64(len(s.agents)))
 	s.mu.Unlock()
-	if found != nil {
+	for _, a := range held {
+		a.mu.Lock()
+		if a.conn != tc || a.gone {
+			a.mu.Unlock()
+			continue
+		}
+		a.gone = true
+		s.mu.Lock()
+		if s.agents[a.uid] == a {
+			delete(s.agents, a.uid)
+		}
+		s.m.held.Set(float64(len(s.agents)))
+		s.mu.Unlock()
+		a.mu.Unlock()
 		s.m.released.WithLabelValues("closed").Inc()
-		s.log.Info("opamp agent connection closed; its registration expires unless it reconnects", "uid", found.uid)
+		s.log.Info("opamp agent connection closed; its registration expires unless it reconnects", "uid", a.uid)
+		return
 	}
 }
 
