@@ -12,6 +12,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
+	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
 	"github.com/otelfleet/otelfleet/pkg/otlpsink"
@@ -19,6 +20,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/registration"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
+	opampsvc "github.com/otelfleet/otelfleet/services/opamp"
 	registrysvc "github.com/otelfleet/otelfleet/services/registry"
 	routersvc "github.com/otelfleet/otelfleet/services/router"
 	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
@@ -36,6 +38,7 @@ type devOptions struct {
 	topology topologysvc.Config
 	sampler  samplersvc.Config
 	router   routersvc.Config
+	opamp    opampsvc.Config
 	natsLog  bool
 	simulate bool
 	// runRouter runs the OTLP router in-process (--router); sinks is how many OTLP sinks
@@ -64,6 +67,7 @@ var devServices = []devService{
 	{name: "registry", module: func(o *devOptions) fx.Option { return registrysvc.Module(o.registry) }},
 	{name: "topology", module: func(o *devOptions) fx.Option { return topologysvc.Module(o.topology) }},
 	{name: "sampler", module: func(o *devOptions) fx.Option { return samplersvc.Module(o.sampler) }},
+	{name: "opamp", module: func(o *devOptions) fx.Option { return opampsvc.Module(o.opamp) }},
 }
 
 func devServiceNames() []string { return names(devServices) }
@@ -90,9 +94,10 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
 	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
-	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), router: routersvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), router: routersvc.DefaultConfig(), opamp: opampsvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
 	o.router.GRPCAddr, o.router.HTTPAddr = "127.0.0.1:4317", "127.0.0.1:4318"
+	o.opamp.Addr = fmt.Sprintf("127.0.0.1:%d", events.OpAMPPort)
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
@@ -108,6 +113,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	o.topology.Bind(k)
 	o.router.Bind(k)
 	o.sampler.Bind(k)
+	o.opamp.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -121,7 +127,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if o.sinks < 0 || o.sinks > 100 {
 		return usageError("--sinks %d: want 0..100", o.sinks)
 	}
-	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), s.Validate())
+	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), o.opamp.Validate(), s.Validate())
 	if err == nil {
 		err = o.config.Load()
 	}

@@ -3,16 +3,52 @@ module github.com/otelfleet/otelfleet/cmd/otelfleet
 go 1.26.0
 
 require (
+	github.com/nats-io/nats.go v1.55.0
 	github.com/otelfleet/otelfleet/pkg v0.0.0
 	github.com/otelfleet/otelfleet/services/config v0.0.0
+	github.com/otelfleet/otelfleet/services/opamp v0.0.0
 	github.com/otelfleet/otelfleet/services/registry v0.0.0
 	github.com/otelfleet/otelfleet/services/sampler v0.0.0
 	github.com/otelfleet/otelfleet/services/topology v0.0.0
+	github.com/prometheus/client_golang v1.25.0
+	go.uber.org/fx v1.24.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/google/go-tpm v0.9.8 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/nats-io/jwt/v2 v2.8.2 // indirect
+	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
+	github.com/nats-io/nkeys v0.4.16 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	github.com/open-telemetry/opamp-go v0.23.0 // indirect
+	github.com/pandatix/go-abnf v0.5.3 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.73.1 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
+	go.uber.org/dig v1.19.0 // indirect
+	go.uber.org/multierr v1.11.0 // indirect
+	go.uber.org/zap v1.26.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 )
 
 replace (
 	github.com/otelfleet/otelfleet/pkg => ../../pkg
 	github.com/otelfleet/otelfleet/services/config => ../../services/config
+	github.com/otelfleet/otelfleet/services/opamp => ../../services/opamp
 	github.com/otelfleet/otelfleet/services/registry => ../../services/registry
 	github.com/otelfleet/otelfleet/services/sampler => ../../services/sampler
 	github.com/otelfleet/otelfleet/services/topology => ../../services/topology

@@ -1,0 +1,66 @@
+package opampsvc
+
+import (
+	"testing"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+)
+
+// FuzzAgentToServer decodes bytes as an AgentToServer, as the opamp-go server does, and
+// runs the service's handling of it: folding into the agent view, the stored state and
+// the registration. Whatever the bytes, nothing panics, and what is accepted is valid.
+func FuzzAgentToServer(f *testing.F) {
+	seeds := []*protobufs.AgentToServer{
+		{InstanceUid: make([]byte, 16), AgentDescription: &protobufs.AgentDescription{
+			IdentifyingAttributes: []*protobufs.KeyValue{{Key: "service.instance.id", Value: &protobufs.AnyValue{Value: &protobufs.AnyValue_StringValue{StringValue: "c1"}}}},
+		}},
+		{InstanceUid: make([]byte, 16), Health: &protobufs.ComponentHealth{Healthy: true, ComponentHealthMap: map[string]*protobufs.ComponentHealth{"a": {Healthy: false}}}},
+		{InstanceUid: make([]byte, 16), EffectiveConfig: &protobufs.EffectiveConfig{ConfigMap: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{"": {Body: []byte("receivers: {otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}}")}}}}},
+		{InstanceUid: make([]byte, 16), RemoteConfigStatus: &protobufs.RemoteConfigStatus{Status: 3, LastRemoteConfigHash: []byte{1}}},
+		{InstanceUid: make([]byte, 16), AvailableComponents: &protobufs.AvailableComponents{Hash: []byte{1}, Components: map[string]*protobufs.ComponentDetails{"receivers": {SubComponentMap: map[string]*protobufs.ComponentDetails{"otlp": {}}}}}},
+	}
+	for _, m := range seeds {
+		b, _ := proto.Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte{0xff, 0x01})
+	s, err := New(DefaultConfig(), Deps{Instance: "fuzz"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m protobufs.AgentToServer
+		if proto.Unmarshal(data, &m) != nil {
+			return
+		}
+		uid, err := uidString(m.GetInstanceUid())
+		if err != nil {
+			return
+		}
+		a := &agent{uid: uid, transport: TransportWebSocket, connectedAt: time.Now()}
+		a.view.state.UID = uid
+		if err := a.view.apply(&m, "10.0.0.1:5000", "cloud.region", "local", time.Now()); err != nil {
+			return
+		}
+		if !a.view.described {
+			return
+		}
+		st := s.stateNow(a, time.Now())
+		if err := st.Validate(); err != nil {
+			t.Fatalf("accepted message gives an invalid state: %v", err)
+		}
+		a.registeredAt = time.Now()
+		reg := s.registration(a, st, time.Now())
+		if err := reg.Validate(); err != nil {
+			t.Fatalf("accepted message gives an invalid registration: %v", err)
+		}
+		if _, err := events.CollectorKey(reg.Region, reg.ID); err != nil {
+			t.Fatal(err)
+		}
+		_ = s.remoteConfigFor(a)
+	})
+}
