@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/otelfleet/otelfleet/services/opamp/internal/rollout"
+
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 )
@@ -46,6 +48,9 @@ type Config struct {
 	// Capacity is the spans per second reported as each collector's capacity in its load
 	// report (flag --opamp-collector-capacity); 0 is unknown.
 	Capacity float64
+	// Rollout tunes the rollout controller the leader runs (--rollout-tick,
+	// --rollout-sampling-threshold).
+	Rollout rollout.Config
 }
 
 // DefaultConfig returns the defaults: :4320, cloud.region, 90s silence timeout, 4 MiB
@@ -56,6 +61,7 @@ func DefaultConfig() Config {
 		RegionAttribute: "cloud.region",
 		SilenceTimeout:  90 * time.Second,
 		MaxMessageBytes: 4 << 20,
+		Rollout:         rollout.DefaultConfig(),
 	}
 }
 
@@ -88,6 +94,9 @@ func (c Config) Validate() error {
 	if c.Capacity < 0 || math.IsNaN(c.Capacity) || c.Capacity > events.MaxReportedQPS {
 		bad("--opamp-collector-capacity %v: must be in [0, %g]", c.Capacity, events.MaxReportedQPS)
 	}
+	if err := c.Rollout.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -102,4 +111,5 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.String(&c.MetricsSecret, "opamp-metrics-secret", "OPAMP_METRICS_SECRET", c.MetricsSecret, "key of the own-metrics tokens; the same on every replica (empty: random per process)")
 	k.Int(&c.MaxMessageBytes, "opamp-max-message-bytes", "OPAMP_MAX_MESSAGE_BYTES", c.MaxMessageBytes, "largest AgentToServer message and own-metrics body accepted")
 	k.Float(&c.Capacity, "opamp-collector-capacity", "OPAMP_COLLECTOR_CAPACITY", c.Capacity, "spans/s reported as each OpAMP collector's capacity (0: unknown)")
+	c.Rollout.Bind(k)
 }

@@ -5,9 +5,11 @@ import (
 
 	"go.uber.org/fx"
 
+	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/services/opamp/internal/rollout"
 )
 
 // Params are the module's dependencies, all provided by platform.Module.
@@ -38,9 +40,24 @@ func Module(cfg Config) fx.Option {
 
 // Provide builds the service and ties it to the app's lifecycle.
 func Provide(p Params) (Result, error) {
+	log := p.Log.With("service", events.ServiceOpAMP)
+	ctrl, err := rollout.New(p.Config.Rollout, p.NC, p.NS, p.Settings.Instance, log.With("component", "rollout"))
+	if err != nil {
+		return Result{}, err
+	}
 	svc, err := New(p.Config, Deps{
 		NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Region: p.Settings.Region,
-		Log: p.Log.With("service", events.ServiceOpAMP), Registerer: p.Reg,
+		Log: log, Registerer: p.Reg,
+		// The leader runs the rollout controller for its term.
+		Leader: func(t election.Term) {
+			b, err := p.Contract.Buckets(t.Ctx)
+			if err != nil {
+				return
+			}
+			if err := ctrl.Run(t.Ctx, b, t.Token); err != nil && t.Ctx.Err() == nil {
+				log.Error("rollout controller stopped for this term", "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return Result{}, err
