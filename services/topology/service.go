@@ -97,16 +97,17 @@ func New(cfg Config, d Deps) (*Service, error) {
 }
 
 // Start begins ingesting from the registry bucket b.Registry, the sampling bucket
-// b.Sampling and the load stream, and rebuilding the view. It returns at once; Ready is
+// b.Sampling, the OpAMP agents bucket b.Agents and the load stream, and rebuilding the view. It returns at once; Ready is
 // closed once the registry's current content is loaded, the last load report of every
 // collector has been read (or StartupLoadWait has passed), and the first view is built.
 // Calling it again does nothing.
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
 		registryLoaded := make(chan struct{})
-		s.wg.Add(4)
+		s.wg.Add(5)
 		go func() { defer s.wg.Done(); s.watchRegistry(b.Registry, registryLoaded) }()
 		go func() { defer s.wg.Done(); s.watchSampling(b.Sampling) }()
+		go func() { defer s.wg.Done(); s.watchAgents(b.Agents) }()
 		go func() {
 			defer s.wg.Done()
 			select {
