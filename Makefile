@@ -9,7 +9,7 @@ SERVICES := $(notdir $(wildcard services/*))
 TEST_TIMEOUT ?= 20m
 BENCHTIME ?= 1s
 
-.PHONY: run build test lint bench images nats-server e2e faults interop clean
+.PHONY: run build test lint bench images nats-server e2e faults interop interop-opamp clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -58,6 +58,12 @@ interop:
 ## e2e: the docker compose stack end to end (needs Docker and docker-compose)
 e2e: images
 	bash test/e2e/compose.sh
+
+## interop-opamp: real collectors over OpAMP (our otelcol-opamp and the opampsupervisor, built into ~/.cache/otelfleet-interop by test/interop/build-opamp.sh) against the opamp service
+OPAMP_BIN ?= $(HOME)/.cache/otelfleet-interop
+interop-opamp: build
+	OPAMP_BIN=$(OPAMP_BIN) bash test/interop/build-opamp.sh
+	cd test/interop && OTELFLEET_INTEROP_BIN=$(OPAMP_BIN) OTELFLEET_BIN=$(CURDIR)/bin $(GO) test -count=1 -timeout 10m -v ./...
 
 ## faults: the fault scenarios (kill -9, hostile bucket values, floods) against the real binaries and a nats-server; one line per scenario (docs/RELIABILITY.md)
 faults: build nats-server

@@ -54,6 +54,9 @@ type Collector struct {
 	ReportAgeMS int64 `json:"report_age_ms"`
 	// RegisteredAt is when the collector's current registration began.
 	RegisteredAt time.Time `json:"registered_at"`
+	// OpAMP is set for a collector managed over OpAMP: its agent, config version and
+	// remote config status.
+	OpAMP *OpAMP `json:"opamp,omitempty"`
 }
 
 // Region is one region of the topology: its statistics and its collectors sorted by id.

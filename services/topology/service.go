@@ -102,7 +102,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 }
 
 // Start begins ingesting from the registry bucket b.Registry, the sampling bucket
-// b.Sampling and the load stream, and rebuilding the view. It returns at once; Ready is
+// b.Sampling, the OpAMP agents bucket b.Agents and the load stream, and rebuilding the view. It returns at once; Ready is
 // closed once the registry's current content is loaded, the last load report of every
 // collector has been read (or StartupLoadWait has passed), and the first view is built.
 // Calling it again does nothing.
@@ -110,10 +110,11 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
 		registryLoaded := make(chan struct{})
 		s.registry = b.Registry
-		s.wg.Add(6)
+		s.wg.Add(7)
 		go func() { defer s.wg.Done(); s.followRouters() }()
 		go func() { defer s.wg.Done(); s.watchRegistry(b.Registry, registryLoaded) }()
 		go func() { defer s.wg.Done(); s.watchSampling(b.Sampling) }()
+		go func() { defer s.wg.Done(); s.watchAgents(b.Agents) }()
 		go func() {
 			defer s.wg.Done()
 			select {

@@ -40,6 +40,8 @@ type record struct {
 	// reportAt is when JetStream stored the last report (server clock); receivedAt is
 	// when this process received it (local clock, for the unregistered grace).
 	reportAt, receivedAt time.Time
+	// opamp is set only in Build's copies: the collector's OpAMP view, if any.
+	opamp *OpAMP
 }
 
 // LoadResult says what State.PutLoad did with a report.
@@ -77,6 +79,11 @@ type State struct {
 	// order instead of sorting 10,000 of them every time.
 	order      []*record
 	orderDirty bool
+
+	// agents maps an OpAMP agent's uid to the collector it registers as and its view;
+	// opamp is the view by collector (see PutAgent).
+	agents map[string]agentRef
+	opamp  map[collectorKey]*OpAMP
 
 	// scratch is Build's copy buffer, reused across builds (Build is called from one
 	// goroutine at a time; buildMu makes sure of it).
@@ -241,6 +248,9 @@ func (s *State) Build(now time.Time) (*view, int) {
 	}
 	for _, rec := range s.order {
 		recs = append(recs, *rec)
+		if len(s.opamp) > 0 {
+			recs[len(recs)-1].opamp = s.opamp[rec.key]
+		}
 	}
 	var sampling *float64
 	if s.sampling != nil {
@@ -285,6 +295,7 @@ func (s *State) collector(rec *record, now time.Time, c *Collector) {
 	*c = Collector{
 		ID: rec.key.id, Region: rec.key.region, Address: rec.reg.address, Name: rec.reg.name,
 		Version: rec.reg.version, RegisteredAt: rec.reg.registeredAt, ReportAgeMS: -1, Stale: true,
+		OpAMP: rec.opamp,
 	}
 	if rec.hasLoad {
 		l := &rec.load

@@ -66,6 +66,16 @@
     document.title = (problems ? `(${problems}) ` : "") + "otelfleet · topology";
   }
 
+  // opampTag shows an OpAMP-managed collector's config version and remote config status.
+  function opampTag(o) {
+    if (!o) return "";
+    const st = (o.config_status || "UNSET").toUpperCase();
+    const cls = st === "APPLIED" ? "ok" : st === "FAILED" ? "bad" : st === "APPLYING" ? "busy" : "";
+    const version = o.config_version ? `${esc(o.group)} v${o.config_version}` : "no config";
+    const tip = `OpAMP agent ${o.uid} over ${o.transport || "?"} · config ${version} ${st}${o.config_error ? ": " + o.config_error : ""} · effective config ${o.effective_config_hash ? o.effective_config_hash.slice(0, 12) : "unknown"}`;
+    return `<span class="opamp ${cls}" title="${esc(tip)}">opamp · ${version} · ${esc(st.toLowerCase())}</span>`;
+  }
+
   function renderCollector(c) {
     const status = c.status;
     const title = `${c.id} · ${status}${c.address ? " · " + c.address : ""} · cpu ${pct(c.cpu)} · queue ${c.queue_depth} · errors ${pct(c.error_rate, 2)} · last report ${age(c.report_age_ms)} ago`;
@@ -73,7 +83,7 @@
     const right = c.stale ? `<span title="no load report for ${age(c.report_age_ms)}">${c.report_age_ms < 0 ? "no report" : age(c.report_age_ms) + " ago"}</span>` : ms(c.avg_latency_ms);
     return `<li class="collector ${esc(status)}" title="${esc(title)}">
       <i class="dot ${esc(status)}"></i>
-      <div class="id">${esc(c.id)}<small>${esc(c.address || "")}</small></div>
+      <div class="id">${esc(c.id)}<small>${esc(c.address || "")}${opampTag(c.opamp)}</small></div>
       <div class="util">${bar(c.utilization, c.stale)}<span class="num">${c.capacity_qps > 0 && !c.stale ? pct(c.utilization) : ""}</span></div>
       <div class="load num">${load}</div>
       <div class="lat num">${right}</div>
