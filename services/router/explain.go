@@ -75,9 +75,9 @@ func (s *Service) Route(q events.RouteQuery) (events.RouteAnswer, error) {
 	a.Why = append(a.Why, "rate: "+why)
 	a.Kept = pl.sampler.Decide(id, nil, nil).Keep
 	if a.Kept {
-		a.Why = append(a.Why, fmt.Sprintf("kept: its 56-bit randomness is at or above the threshold of rate %v", pl.rate))
+		a.Why = append(a.Why, fmt.Sprintf("kept at rate %v: without ot=th/rv in its tracestate a trace is kept when the SDK ratio rule at that rate keeps it (bytes 8..15 of the trace ID below rate × 2^64), so traffic an SDK already sampled at the rate is not sampled again; kept spans get rv and th written (docs/SAMPLING.md)", pl.rate))
 	} else {
-		a.Why = append(a.Why, fmt.Sprintf("sampled out at rate %v (spans that carry a higher ot=th still decide by it)", pl.rate))
+		a.Why = append(a.Why, fmt.Sprintf("sampled out at rate %v: bytes 8..15 of the trace ID are not below rate × 2^64 (spans that carry ot=th or rv decide by those instead, never keeping more)", pl.rate))
 	}
 	if pl.rule >= 0 {
 		r := pol.rules[pl.rule]
