@@ -9,9 +9,20 @@ import (
 	"google.golang.org/grpc/encoding"
 )
 
-// The gRPC runtime has gzip but no zstd compressor; this registers one under "zstd"
-// (the name OTLP clients and collectors use), for requests and responses alike.
-func init() { encoding.RegisterCompressor(zstdCompressor{}) }
+// The gRPC runtime has no zstd compressor, and its gzip one is the standard library's:
+// this registers zstd under "zstd" (the name OTLP clients and collectors use) and
+// replaces "gzip" with klauspost/compress's gzip at the same default level (the same
+// bytes format and ratio, about half the CPU), for requests and responses alike. This
+// package's init runs after grpc's gzip package's (it imports it), so the replacement
+// holds process-wide.
+func init() {
+	encoding.RegisterCompressor(zstdCompressor{})
+	encoding.RegisterCompressor(gzipCompressor{})
+}
+
+// gzipLevel is the gzip level of every export, gRPC and HTTP: the default level, the one
+// the collector's own OTLP exporters use.
+const gzipLevel = gzip.DefaultCompression
 
 var (
 	zstdEncoders = sync.Pool{New: func() any {
@@ -23,10 +34,63 @@ var (
 		return r
 	}}
 	gzipWriters = sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		w, _ := gzip.NewWriterLevel(nil, gzipLevel)
 		return w
 	}}
 )
+
+type gzipCompressor struct{}
+
+func (gzipCompressor) Name() string { return CompressionGzip }
+
+func (gzipCompressor) Compress(w io.Writer) (io.WriteCloser, error) {
+	gw := gzipWriters.Get().(*gzip.Writer)
+	gw.Reset(w)
+	return &gzipWriter{Writer: gw}, nil
+}
+
+var gzipReaders sync.Pool
+
+func (gzipCompressor) Decompress(r io.Reader) (io.Reader, error) {
+	gr, ok := gzipReaders.Get().(*gzip.Reader)
+	if !ok {
+		nr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		return &gzipReader{r: nr}, nil
+	}
+	if err := gr.Reset(r); err != nil {
+		gzipReaders.Put(gr)
+		return nil, err
+	}
+	return &gzipReader{r: gr}, nil
+}
+
+// gzipWriter returns its writer to the pool on Close.
+type gzipWriter struct{ *gzip.Writer }
+
+func (w *gzipWriter) Close() error {
+	err := w.Writer.Close()
+	gzipWriters.Put(w.Writer)
+	w.Writer = nil
+	return err
+}
+
+// gzipReader returns its reader to the pool at EOF.
+type gzipReader struct{ r *gzip.Reader }
+
+func (r *gzipReader) Read(p []byte) (int, error) {
+	if r.r == nil {
+		return 0, io.EOF
+	}
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		gzipReaders.Put(r.r)
+		r.r = nil
+	}
+	return n, err
+}
 
 type zstdCompressor struct{}
 
