@@ -44,6 +44,13 @@ type devOptions struct {
 	sinks     int
 }
 
+// healthReadings, when set, replaces the real CPU and memory readings behind the health
+// of the collectors this CLI registers (dev's sinks, otelfleet sink, otelfleet agent).
+// Nil (always, outside tests): real readings. The package's tests set fixed readings: on
+// a saturated test machine the host CPU check would mark every backend unhealthy, and
+// the router would have none, which is not what those tests are about.
+var healthReadings registration.Sampler
+
 // devService is one service `otelfleet dev` can run in-process, wired by the same fx
 // module as its standalone binary.
 type devService struct {
@@ -139,7 +146,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if o.sinks > 0 {
 		sc := otlpsink.DefaultConfig()
 		sc.GRPCAddr, sc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-		opts = append(opts, otlpsink.Module(otlpsink.Fleet{Count: o.sinks, Config: sc, CapacityQPS: 50000}), fx.Invoke(func(otlpsink.Sinks) {}))
+		opts = append(opts, otlpsink.Module(otlpsink.Fleet{Count: o.sinks, Config: sc, CapacityQPS: 50000, Readings: healthReadings}), fx.Invoke(func(otlpsink.Sinks) {}))
 	}
 	if o.simulate {
 		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
