@@ -108,7 +108,7 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 		ready = member.Ready
 	}
 
-	admin, err := serveSinkAdmin(o.adminAddr, reg, sink, ready, log)
+	admin, err := serveAdmin("sink", o.adminAddr, reg, ready, log, func(mux *http.ServeMux) { mux.Handle("GET /v1/sink", sink.Handler()) })
 	if err != nil {
 		return refused(err)
 	}
@@ -150,19 +150,19 @@ func (o sinkOptions) validate() error {
 	return errors.Join(errs...)
 }
 
-// sinkAdmin is the sink's admin server.
-type sinkAdmin struct {
+// cmdAdmin is the admin server of a long-running command (sink, proxy).
+type cmdAdmin struct {
 	srv  *http.Server
 	addr string
 	done chan struct{}
 }
 
-// serveSinkAdmin serves /metrics, /healthz, /readyz (ready while ready returns nil) and
-// /v1/sink on addr.
-func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, ready func() error, log *slog.Logger) (*sinkAdmin, error) {
+// serveAdmin serves /metrics, /healthz, /readyz (ready while ready returns nil) and what
+// handle adds on addr, for command cmd.
+func serveAdmin(cmd, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger, handle func(*http.ServeMux)) (*cmdAdmin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("sink: --admin-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("%s: --admin-addr %s: %w", cmd, addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -174,8 +174,8 @@ func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, 
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /v1/sink", sink.Handler())
-	a := &sinkAdmin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan struct{})}
+	handle(mux)
+	a := &cmdAdmin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -186,7 +186,7 @@ func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, 
 }
 
 // Shutdown stops the server gracefully until ctx ends and waits for it.
-func (a *sinkAdmin) Shutdown(ctx context.Context) error {
+func (a *cmdAdmin) Shutdown(ctx context.Context) error {
 	err := a.srv.Shutdown(ctx)
 	if err != nil {
 		a.srv.Close()
