@@ -70,6 +70,8 @@ func send(ctx context.Context, args []string) error {
 	readyAfter := fs.Int("ready-after", 50, "acknowledged traces after which --ready is created")
 	ready := fs.String("ready", "", "file created once --ready-after traces are acknowledged")
 	service := fs.String("service", "e2e", "service.name of the spans")
+	pause := fs.String("pause", "", "while this file exists, workers start no export; FILE.idle is created once every worker is idle")
+	maxFailures := fs.Int64("max-failures", -1, "exit 1 when more exports than this fail after the exporter's retries (-1: any number)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,9 +80,8 @@ func send(ctx context.Context, args []string) error {
 		return err
 	}
 	defer f.Close()
-	w := bufio.NewWriter(f)
-	var mu sync.Mutex
-	var n, failures atomic.Int64
+	var mu sync.Mutex // one whole line per write: the script reads the file while sending
+	var n, failures, idle atomic.Int64
 	res := resource.NewSchemaless(attribute.String("service.name", *service))
 	ctx, cancel := context.WithTimeout(ctx, *dur)
 	defer cancel()
@@ -101,6 +102,9 @@ func send(ctx context.Context, args []string) error {
 			}
 			defer exp.Shutdown(context.Background()) //nolint:errcheck
 			for ctx.Err() == nil {
+				if *pause != "" && waitWhilePaused(ctx, *pause, &idle, int64(*workers)) {
+					continue
+				}
 				var tid trace.TraceID
 				_, _ = rand.Read(tid[:])
 				stubs := make(tracetest.SpanStubs, *spans)
@@ -127,8 +131,12 @@ func send(ctx context.Context, args []string) error {
 				}
 				line, _ := json.Marshal(acked{TraceID: tid.String(), Spans: *spans, AtMS: time.Now().UnixMilli()})
 				mu.Lock()
-				_, _ = w.Write(append(line, '\n'))
+				_, werr := f.Write(append(line, '\n'))
 				mu.Unlock()
+				if werr != nil {
+					errs[i] = werr
+					return
+				}
 				if n.Add(1) == int64(*readyAfter) && *ready != "" {
 					_ = os.WriteFile(*ready, nil, 0o644)
 				}
@@ -140,11 +148,35 @@ func send(ctx context.Context, args []string) error {
 		}()
 	}
 	wg.Wait()
-	mu.Lock()
-	err = w.Flush()
-	mu.Unlock()
 	fmt.Printf("otlpsend: %d traces acknowledged, %d exports failed after retries\n", n.Load(), failures.Load())
-	return errors.Join(append(errs, err)...)
+	if *maxFailures >= 0 && failures.Load() > *maxFailures {
+		errs = append(errs, fmt.Errorf("%d exports failed after retries (at most %d allowed): clients did not fail over", failures.Load(), *maxFailures))
+	}
+	return errors.Join(errs...)
+}
+
+// waitWhilePaused blocks while the pause file exists; the last worker to go idle
+// creates FILE.idle, and it is removed again on resume. It reports whether it paused.
+func waitWhilePaused(ctx context.Context, file string, idle *atomic.Int64, workers int64) bool {
+	if _, err := os.Stat(file); err != nil {
+		return false
+	}
+	if idle.Add(1) == workers {
+		_ = os.WriteFile(file+".idle", nil, 0o644)
+	}
+	for ctx.Err() == nil {
+		if _, err := os.Stat(file); err != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if idle.Add(-1) == workers-1 {
+		_ = os.Remove(file + ".idle")
+	}
+	return true
 }
 
 // sinkCounts is the part of /v1/sink the check reads.
@@ -245,9 +277,12 @@ func readAcked(path string) ([]acked, error) {
 	return out, sc.Err()
 }
 
-// readSinks sums the span counts per trace over every sink.
+// readSinks sums the span counts per trace over every sink that answers (a killed sink
+// does not; what it had is given by check --also); none answering is an error.
 func readSinks(ctx context.Context, urls []string, n int) (map[string]int, error) {
 	got := map[string]int{}
+	answered := 0
+	var errs []error
 	for _, u := range urls {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?recent=%d", u, n*2+1000), nil)
 		if err != nil {
@@ -255,8 +290,10 @@ func readSinks(ctx context.Context, urls []string, n int) (map[string]int, error
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
+		answered++
 		var c sinkCounts
 		err = json.NewDecoder(resp.Body).Decode(&c)
 		resp.Body.Close()
@@ -266,6 +303,9 @@ func readSinks(ctx context.Context, urls []string, n int) (map[string]int, error
 		for _, r := range c.Recent {
 			got[r.TraceID] += r.Spans
 		}
+	}
+	if answered == 0 {
+		return nil, fmt.Errorf("no sink answered: %w", errors.Join(errs...))
 	}
 	return got, nil
 }
