@@ -9,7 +9,7 @@ SERVICES := $(notdir $(wildcard services/*))
 TEST_TIMEOUT ?= 20m
 BENCHTIME ?= 1s
 
-.PHONY: run build test lint bench images nats-server e2e faults clean
+.PHONY: run build test lint bench images nats-server e2e faults interop clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -49,6 +49,11 @@ images: build nats-server
 nats-server:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/nats-server github.com/nats-io/nats-server/v2
+
+## interop: real OpenTelemetry Collectors (built by test/interop/build.sh into ~/.cache/otelfleet-interop, reused when up to date) registered by otelfleet agent --metrics-url, as the router's backends
+interop:
+	OTELFLEET_INTEROP_OTELCOL=$$(bash test/interop/build.sh) && export OTELFLEET_INTEROP_OTELCOL && \
+	  $(GO) test -race -tags interop -run '^TestInterop' -count=1 -timeout 10m ./cmd/otelfleet
 
 ## e2e: the docker compose stack end to end (needs Docker and docker-compose)
 e2e: images

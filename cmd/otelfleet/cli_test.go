@@ -116,7 +116,7 @@ func startDev(t *testing.T, dataDir string, port int, extra ...string) func() in
 	go func() {
 		defer wg.Done()
 		env := &cliEnv{stdout: &logs, stderr: &logs}
-		args := append([]string{"dev", "--data-dir", dataDir, "--nats-port", strconv.Itoa(port), "--admin-addr", "127.0.0.1:0", "--sampling-addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+		args := append([]string{"dev", "--data-dir", dataDir, "--nats-port", strconv.Itoa(port), "--admin-addr", "127.0.0.1:0", "--sampling-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 		code = env.main(ctx, args)
 	}()
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)

@@ -14,11 +14,13 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/natsembed"
+	"github.com/otelfleet/otelfleet/pkg/otlpsink"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
 	"github.com/otelfleet/otelfleet/pkg/simfleet"
 	configsvc "github.com/otelfleet/otelfleet/services/config"
 	registrysvc "github.com/otelfleet/otelfleet/services/registry"
+	routersvc "github.com/otelfleet/otelfleet/services/router"
 	samplersvc "github.com/otelfleet/otelfleet/services/sampler"
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
@@ -33,8 +35,13 @@ type devOptions struct {
 	registry registrysvc.Config
 	topology topologysvc.Config
 	sampler  samplersvc.Config
+	router   routersvc.Config
 	natsLog  bool
 	simulate bool
+	// runRouter runs the OTLP router in-process (--router); sinks is how many OTLP sinks
+	// run next to it as its backends (--sinks).
+	runRouter bool
+	sinks     int
 }
 
 // devService is one service `otelfleet dev` can run in-process, wired by the same fx
@@ -76,20 +83,24 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
 	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
-	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig()}
+	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), router: routersvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
+	o.router.GRPCAddr, o.router.HTTPAddr = "127.0.0.1:4317", "127.0.0.1:4318"
 	fs, k := env.flags("dev", "dev [flags]")
 	k.String(&o.dataDir, "data-dir", "OTELFLEET_DATA_DIR", "./.data", "directory of the embedded NATS JetStream store (state survives restarts)")
 	k.String(&o.natsHost, "nats-host", "", "127.0.0.1", "embedded NATS client listen host")
 	k.Int(&o.natsPort, "nats-port", "", 4222, "embedded NATS client port")
 	k.Bool(&o.natsLog, "nats-log", "", false, "log the embedded NATS server's own messages")
 	k.Bool(&o.simulate, "simulate", "OTELFLEET_SIMULATE", true, "run a simulated fleet (3 regions x 4 collectors, steady traffic) that registers and reports load; see otelfleet simulate")
+	k.Bool(&o.runRouter, "router", "OTELFLEET_ROUTER", true, "run the OTLP router in-process (OTLP on --otlp-grpc-addr and --otlp-http-addr)")
+	k.Int(&o.sinks, "sinks", "OTELFLEET_SINKS", 3, "OTLP sinks to run as the router's backends (collectors sink-1..N in --region, on free loopback ports; counts at /v1/sinks/<id>)")
 	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
 	o.registry.Bind(k)
 	o.topology.Bind(k)
 	o.sampler.Bind(k)
+	o.router.Bind(k)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -100,7 +111,10 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
-	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), s.Validate())
+	if o.sinks < 0 || o.sinks > 100 {
+		return usageError("--sinks %d: want 0..100", o.sinks)
+	}
+	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), s.Validate())
 	if err == nil {
 		err = o.config.Load()
 	}
@@ -118,6 +132,14 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	opts := []fx.Option{platform.Options(s), platform.Module(s), configwatch.Module}
 	for _, svc := range selected {
 		opts = append(opts, svc.module(o), registration.SelfModule(svc.name))
+	}
+	if o.runRouter {
+		opts = append(opts, routersvc.Module(o.router)) // it registers itself
+	}
+	if o.sinks > 0 {
+		sc := otlpsink.DefaultConfig()
+		sc.GRPCAddr, sc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+		opts = append(opts, otlpsink.Module(otlpsink.Fleet{Count: o.sinks, Config: sc, CapacityQPS: 50000}), fx.Invoke(func(otlpsink.Sinks) {}))
 	}
 	if o.simulate {
 		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
@@ -137,6 +159,10 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stderr, "otelfleet dev: NATS %s · admin http://%s · services %s · data %s\n",
 		srv.ClientURL(), s.AdminAddr, strings.Join(names(selected), ","), o.dataDir)
+	if o.runRouter {
+		fmt.Fprintf(env.stderr, "otelfleet dev: OTLP router on %s (gRPC) and http://%s (HTTP), %d sinks as its backends (otelfleet router status)\n",
+			o.router.GRPCAddr, o.router.HTTPAddr, o.sinks)
+	}
 	fmt.Fprintln(env.stderr, "otelfleet dev: press Ctrl-C to stop")
 	<-ctx.Done()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), s.StopTimeout)

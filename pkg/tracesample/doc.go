@@ -16,7 +16,9 @@
 // The threshold is propagated in the W3C tracestate as the "th" sub-key of
 // the "ot" entry, e.g. "ot=th:c" for p = 0.25; see [ThresholdTValue].
 //
-// The package only reads randomness from the trace ID. An explicit "rv"
-// randomness value in tracestate, and the W3C Level 2 "random" trace flag,
-// are the caller's concern.
+// The package reads randomness from the trace ID, and parses and formats the
+// tracestate "th" and "rv" values ([ParseThreshold], [ParseRandomness],
+// [AppendThreshold], [AppendRandomness]); parsing the tracestate list and
+// deciding which randomness applies (an explicit "rv" overrides the trace ID's)
+// is the caller's concern.
 package tracesample

@@ -2,9 +2,9 @@ package tracesample
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
-	"strconv"
-	"strings"
 )
 
 const (
@@ -72,15 +72,8 @@ func ThresholdTValue(p float64) string {
 }
 
 func thresholdTValue(t uint64) string {
-	switch {
-	case t >= MaxThreshold:
-		return ""
-	case t == 0:
-		return "0"
-	}
-	s := strconv.FormatUint(t, 16)
-	s = strings.Repeat("0", thresholdHexDigits-len(s)) + s
-	return strings.TrimRight(s, "0")
+	var buf [thresholdHexDigits]byte
+	return string(AppendThreshold(buf[:0], t))
 }
 
 // Sampler makes consistent probability sampling decisions with a
@@ -119,4 +112,85 @@ func (s Sampler) Threshold() uint64 {
 // [ThresholdTValue].
 func (s Sampler) TValue() string {
 	return thresholdTValue(s.threshold)
+}
+
+// ErrInvalidValue is wrapped by the errors of [ParseThreshold] and [ParseRandomness]
+// for a tracestate "th" or "rv" value that does not follow the specification.
+var ErrInvalidValue = errors.New("invalid tracestate sampling value")
+
+// ParseThreshold parses a tracestate "th" value: 1 to 14 lowercase hex digits, padded
+// with zeros on the right to 56 bits ("c" is 0xc0000000000000). It does not allocate
+// unless it fails.
+func ParseThreshold[T ~string | ~[]byte](s T) (uint64, error) {
+	if len(s) == 0 || len(s) > thresholdHexDigits {
+		return 0, fmt.Errorf("%w: th %q has %d hex digits, want 1 to %d", ErrInvalidValue, s, len(s), thresholdHexDigits)
+	}
+	v, ok := parseHex(s)
+	if !ok {
+		return 0, fmt.Errorf("%w: th %q is not lowercase hex", ErrInvalidValue, s)
+	}
+	return v << (4 * (thresholdHexDigits - len(s))), nil
+}
+
+// ParseRandomness parses a tracestate "rv" value: exactly 14 lowercase hex digits, a
+// 56-bit randomness value. It does not allocate unless it fails.
+func ParseRandomness[T ~string | ~[]byte](s T) (uint64, error) {
+	if len(s) != thresholdHexDigits {
+		return 0, fmt.Errorf("%w: rv %q has %d hex digits, want %d", ErrInvalidValue, s, len(s), thresholdHexDigits)
+	}
+	v, ok := parseHex(s)
+	if !ok {
+		return 0, fmt.Errorf("%w: rv %q is not lowercase hex", ErrInvalidValue, s)
+	}
+	return v, nil
+}
+
+func parseHex[T ~string | ~[]byte](s T) (uint64, bool) {
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendThreshold appends the tracestate "th" value of threshold t (as
+// [ThresholdTValue] writes it: 14 digits, trailing zeros removed, "0" for 0) to dst.
+// A threshold of [MaxThreshold] or more has no encoding and appends nothing.
+func AppendThreshold(dst []byte, t uint64) []byte {
+	switch {
+	case t >= MaxThreshold:
+		return dst
+	case t == 0:
+		return append(dst, '0')
+	}
+	n := thresholdHexDigits
+	for t&0xf == 0 {
+		t >>= 4
+		n--
+	}
+	return appendHex(dst, t, n)
+}
+
+// AppendRandomness appends the tracestate "rv" value of the 56-bit randomness r
+// (14 lowercase hex digits; bits above 56 are ignored) to dst.
+func AppendRandomness(dst []byte, r uint64) []byte {
+	return appendHex(dst, r&randomnessMask, thresholdHexDigits)
+}
+
+// appendHex appends the low n hex digits of v, most significant first.
+func appendHex(dst []byte, v uint64, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		dst = append(dst, hexDigits[(v>>(4*uint(i)))&0xf])
+	}
+	return dst
 }

@@ -3,6 +3,7 @@ package tracesample
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
@@ -304,4 +305,74 @@ func BenchmarkKeep(b *testing.B) {
 			sink = Keep(ids[i&1023], 0.1)
 		}
 	})
+}
+
+func TestParseThreshold(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"8", 1 << 55, true},
+		{"c", 0xc0000000000000, true},
+		{"e6666666666666", 0xe6666666666666, true},
+		{"fffffffffffff", 0xfffffffffffff0, true},
+		{"", 0, false},
+		{"C", 0, false},
+		{"0123456789abcde", 0, false},
+		{"g", 0, false},
+		{"8 ", 0, false},
+	} {
+		got, err := ParseThreshold(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseThreshold(%q) = %#x, %v; want %#x ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidValue) {
+			t.Errorf("ParseThreshold(%q): %v does not wrap ErrInvalidValue", tc.in, err)
+		}
+		if tc.ok {
+			if back := string(AppendThreshold(nil, got)); back != strings.TrimRight(tc.in, "0") && !(tc.in == "0" && back == "0") {
+				t.Errorf("AppendThreshold(%#x) = %q, want %q", got, back, tc.in)
+			}
+		}
+	}
+	if b := AppendThreshold([]byte("x"), MaxThreshold); string(b) != "x" {
+		t.Errorf("AppendThreshold(MaxThreshold) appended %q", b)
+	}
+}
+
+func TestParseRandomness(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"00000000000000", 0, true},
+		{"0123456789abcd", 0x0123456789abcd, true},
+		{"ffffffffffffff", 1<<56 - 1, true},
+		{"fffffffffffff", 0, false},
+		{"0123456789ABCD", 0, false},
+		{"0123456789abcde", 0, false},
+	} {
+		got, err := ParseRandomness([]byte(tc.in))
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseRandomness(%q) = %#x, %v; want %#x ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok && string(AppendRandomness(nil, got)) != tc.in {
+			t.Errorf("AppendRandomness(%#x) = %q", got, AppendRandomness(nil, got))
+		}
+	}
+}
+
+func TestParseAppendDoNotAllocate(t *testing.T) {
+	buf := make([]byte, 0, 32)
+	b := []byte("e6666666666666")
+	if n := testing.AllocsPerRun(100, func() {
+		v, _ := ParseThreshold(b)
+		r, _ := ParseRandomness(b)
+		buf = AppendRandomness(AppendThreshold(buf[:0], v), r)
+	}); n != 0 {
+		t.Fatalf("%v allocations", n)
+	}
 }

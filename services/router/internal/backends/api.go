@@ -5,11 +5,12 @@
 package backends
 
 import (
-	"context"
+	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
 // Backend is one collector that can take traffic.
@@ -28,23 +29,15 @@ type Backend struct {
 	Degraded bool
 }
 
-// Set is the live backend set.
-type Set struct {
-	_ struct{}
-}
-
 // Config tunes the set.
 type Config struct {
+	// NS names the load stream and its subjects (zero: events.Default).
+	NS events.Namespace
 	// ReportTTL: a load reading older than this is ignored (default 10s).
 	ReportTTL time.Duration
+	// Log receives warnings about bad registry values and load reports (default
+	// slog.Default()).
+	Log *slog.Logger
+	// Registerer takes the set's metrics (nil: not registered anywhere).
+	Registerer prometheus.Registerer
 }
-
-// New returns a set that calls onChange (from one goroutine, in order) with the full,
-// Key-ordered backend list whenever membership, an address, or health changes, and at
-// most every second when only readings changed.
-func New(nc *nats.Conn, js jetstream.JetStream, registry jetstream.KeyValue, cfg Config, onChange func([]Backend)) *Set {
-	panic("backends: not built yet")
-}
-
-// Run watches until ctx ends. ready is closed after the first full replay of the registry.
-func (s *Set) Run(ctx context.Context, ready chan<- struct{}) error { panic("backends: not built yet") }

@@ -6,10 +6,25 @@
 // how the key space is dealt out to members when a Table is built; the router rebuilds on
 // membership changes and, for the load-aware strategies, at most every rebalance interval
 // when readings moved beyond a hysteresis — each rebuild moves as little key space as the
-// strategy allows (Build is given the previous table).
+// strategy allows.
+//
+// A Table is a fixed partition of the key space into slots (Pick is one shift and one
+// load). Every strategy deals the slots out the same way, and only the shares differ:
+// members are hashed onto a ring of virtual nodes by Key, each slot goes to the member
+// owning its ring position unless that member already holds its cap, in which case it
+// passes to the next member on the ring that does not. The shares and caps per strategy
+// are documented on the Strategy constants. The table is a pure function of the members
+// and their readings (not of the table it replaces), so every router building from the
+// same registry gets the same table and the spans of one trace meet on one backend
+// whichever router they pass through.
 package balance
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
 
 // Strategy names how keys are dealt out to members.
 type Strategy string
@@ -22,28 +37,65 @@ const (
 	BoundedLoad Strategy = "bounded_load"
 	// ConsistentHash is plain consistent hashing (virtual nodes), capacity-blind.
 	ConsistentHash Strategy = "consistent_hash"
-	// RoundRobin deals key-space slots to members in turn: equal shares.
+	// RoundRobin deals key-space slots to members in turn: equal shares (each member
+	// holds ⌈slots/N⌉ or fewer).
 	RoundRobin Strategy = "round_robin"
 	// WeightedRoundRobin deals slots in proportion to each member's capacity.
 	WeightedRoundRobin Strategy = "weighted_round_robin"
-	// LeastConnections moves slots from members with the most requests in flight to those
-	// with the fewest at each rebalance.
+	// LeastConnections gives each member a share weighted 1/(1 + in-flight/mean in-flight)
+	// at each rebalance: members with fewer requests in flight take more of the key space.
 	LeastConnections Strategy = "least_connections"
 	// Intelligent weights shares by a score of load, latency and spare capacity
-	// (Config.Weights) at each rebalance.
+	// (Config.Weights) at each rebalance: score = w_load·(1−load) +
+	// w_latency·1/(1+latency_ms) + w_capacity·spare/max spare, where spare is
+	// capacity·(1−load). A member's share is proportional to its score (at least 1% of
+	// the best score, so no live member is left without traffic).
 	Intelligent Strategy = "intelligent"
 )
+
+// strategies lists the known strategies in documentation order.
+var strategies = []Strategy{BoundedLoad, ConsistentHash, RoundRobin, WeightedRoundRobin, LeastConnections, Intelligent}
+
+// Strategies returns the known strategies, the default first.
+func Strategies() []Strategy { return append([]Strategy(nil), strategies...) }
 
 // ErrConfig is wrapped by every Config.Validate and ParseStrategy error.
 var ErrConfig = errors.New("invalid balance config")
 
+// ErrMembers is wrapped by Build errors about the members (a duplicate or empty Key, a
+// bad reading, too many members).
+var ErrMembers = errors.New("invalid balance members")
+
 // ParseStrategy returns the strategy named s ("" is BoundedLoad).
-func ParseStrategy(s string) (Strategy, error) { panic("balance: not built yet") }
+func ParseStrategy(s string) (Strategy, error) {
+	if s == "" {
+		return BoundedLoad, nil
+	}
+	for _, k := range strategies {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	names := make([]string, len(strategies))
+	for i, k := range strategies {
+		names[i] = string(k)
+	}
+	return "", fmt.Errorf("%w: strategy: unknown strategy %q; known: %s", ErrConfig, s, strings.Join(names, ", "))
+}
 
 // Weights weigh the Intelligent score; they are normalised to sum 1 (all zero means
 // equal).
 type Weights struct {
 	Load, Latency, Capacity float64
+}
+
+// normalised returns w scaled to sum 1, or equal thirds when all are zero.
+func (w Weights) normalised() Weights {
+	s := w.Load + w.Latency + w.Capacity
+	if s == 0 {
+		return Weights{1.0 / 3, 1.0 / 3, 1.0 / 3}
+	}
+	return Weights{w.Load / s, w.Latency / s, w.Capacity / s}
 }
 
 // Config says how tables are built.
@@ -53,15 +105,34 @@ type Config struct {
 	// LoadFactor is c of BoundedLoad: no member above c × its fair share; > 1 (default
 	// 1.05). Smaller spreads more evenly and moves more keys on changes.
 	LoadFactor float64
-	// Weights weigh the Intelligent strategy's score.
+	// Weights weigh the Intelligent strategy's score (each ≥ 0).
 	Weights Weights
 }
 
 // DefaultConfig returns BoundedLoad with LoadFactor 1.05 and equal weights.
-func DefaultConfig() Config { panic("balance: not built yet") }
+func DefaultConfig() Config {
+	return Config{Strategy: BoundedLoad, LoadFactor: 1.05}
+}
 
 // Validate reports every bad field, wrapping ErrConfig.
-func (c Config) Validate() error { panic("balance: not built yet") }
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := ParseStrategy(string(c.Strategy)); err != nil {
+		errs = append(errs, err)
+	}
+	if !(c.LoadFactor > 1) || math.IsInf(c.LoadFactor, 0) {
+		errs = append(errs, fmt.Errorf("%w: load_factor: %v must be a finite number above 1 (for example 1.05)", ErrConfig, c.LoadFactor))
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"weights.load", c.Weights.Load}, {"weights.latency", c.Weights.Latency}, {"weights.capacity", c.Weights.Capacity}} {
+		if !(f.v >= 0) || math.IsInf(f.v, 0) {
+			errs = append(errs, fmt.Errorf("%w: %s: %v must be a finite number ≥ 0", ErrConfig, f.name, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Member is one backend as the table sees it.
 type Member struct {
@@ -76,43 +147,3 @@ type Member struct {
 	LatencyMS float64
 	InFlight  int64
 }
-
-// Table is an immutable key → member mapping. The zero of *Table (nil) is an empty
-// table: Pick returns -1.
-type Table struct {
-	_ struct{}
-}
-
-// Build makes the table for members (any order; Keys must be unique) under cfg. prev, the
-// table in force (nil for none), lets a strategy keep the placement of keys whose member
-// is still there, so a change moves as little as it can.
-func Build(cfg Config, members []Member, prev *Table) (*Table, error) {
-	panic("balance: not built yet")
-}
-
-// Len returns the number of members.
-func (t *Table) Len() int { panic("balance: not built yet") }
-
-// Member returns member i (0 ≤ i < Len), in Key order.
-func (t *Table) Member(i int) Member { panic("balance: not built yet") }
-
-// Index returns the index of the member with key, or -1.
-func (t *Table) Index(key string) int { panic("balance: not built yet") }
-
-// Pick returns the member index for key, or -1 for an empty table. It does not allocate.
-func (t *Table) Pick(key uint64) int { panic("balance: not built yet") }
-
-// Next returns the attempt-th choice for key: attempt 0 is Pick, each later attempt a
-// different member (the fail-over order for that key), -1 once every member was offered.
-func (t *Table) Next(key uint64, attempt int) int { panic("balance: not built yet") }
-
-// Moved returns the fraction of the key space whose member (by Key) differs between a and
-// b (either may be nil).
-func Moved(a, b *Table) float64 { panic("balance: not built yet") }
-
-// TraceKey mixes all 16 bytes of a trace ID into a 64-bit key. It is independent of the
-// 56-bit randomness sampling uses, so sampled traffic spreads like unsampled traffic.
-func TraceKey(id [16]byte) uint64 { panic("balance: not built yet") }
-
-// BytesKey hashes a name (a service, for data without a trace ID) into a key.
-func BytesKey(b []byte) uint64 { panic("balance: not built yet") }

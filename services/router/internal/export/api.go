@@ -6,7 +6,7 @@
 package export
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"time"
 
@@ -39,9 +39,14 @@ type Batch struct {
 	Payload []byte
 	// Items counts spans, log records or data points.
 	Items int
+	// HandedBack counts the backends that have given this batch back so far (set by the
+	// exporter before it calls the Rerouter), so the router can stop re-routing a batch
+	// that no backend will take.
+	HandedBack int
 }
 
-// Config says how backends are fed.
+// Config says how backends are fed. Zero fields take DefaultConfig's values, except
+// MaxRetries (0: no retries).
 type Config struct {
 	// Protocol is "grpc" (default) or "http".
 	Protocol string
@@ -53,12 +58,19 @@ type Config struct {
 	// item waited this long (the region's batch config).
 	MaxBatchItems int
 	MaxWait       time.Duration
+	// MaxBatchBytes: a batch is sent before it would grow past this many bytes (default
+	// 3 MiB, under the 4 MiB a gRPC server takes by default).
+	MaxBatchBytes int
 	// MaxRetries, InitialBackoff, MaxBackoff: the region's retry config.
 	MaxRetries     int
 	InitialBackoff time.Duration
 	MaxBackoff     time.Duration
 	// Timeout bounds one export call.
 	Timeout time.Duration
+	// Senders is how many export calls one backend may have in flight (default 4).
+	Senders int
+	// TLS, when set, is used for every backend connection; nil means plaintext.
+	TLS *tls.Config
 }
 
 // Rerouter takes back a batch that backend `from` will not deliver (retries exhausted, the
@@ -74,31 +86,3 @@ type TargetStats struct {
 	InFlight                                 int64
 	Leaving                                  bool
 }
-
-// Exporter feeds every backend. Safe for concurrent use.
-type Exporter struct {
-	_ struct{}
-}
-
-// New returns an exporter; reroute receives what a backend gives back.
-func New(cfg Config, reroute Rerouter) (*Exporter, error) { panic("export: not built yet") }
-
-// SetConfig applies a new config to every backend (hot reload).
-func (e *Exporter) SetConfig(cfg Config) error { panic("export: not built yet") }
-
-// SetTargets makes targets the backends in force: new ones get a client, missing ones
-// stop taking batches at once and hand their queued and in-flight batches to the
-// rerouter (in-flight ones once their call ends unsuccessfully or is abandoned).
-func (e *Exporter) SetTargets(targets []Target) { panic("export: not built yet") }
-
-// Submit queues b for backend key. It returns ErrFull or ErrNoTarget without queuing.
-func (e *Exporter) Submit(key string, b Batch) error { panic("export: not built yet") }
-
-// InFlight returns backend key's requests in flight (for least_connections).
-func (e *Exporter) InFlight(key string) int64 { panic("export: not built yet") }
-
-// Stats returns every backend's counters, in key order.
-func (e *Exporter) Stats() []TargetStats { panic("export: not built yet") }
-
-// Close flushes every queue within ctx, then stops the clients.
-func (e *Exporter) Close(ctx context.Context) error { panic("export: not built yet") }

@@ -81,43 +81,22 @@ type Verdict struct {
 type Part struct {
 	Dest int
 	// Payload is an encoded Export*ServiceRequest of the split's signal. It is owned by
-	// the caller once Split returns (not reused by the Splitter).
+	// the caller once Split returns (the Splitter never reuses it). It comes from a
+	// buffer pool: a caller done with it (e.g. after copying it into a batch) may call
+	// Release to hand it back, which saves an allocation on a later Split; a caller
+	// that never calls Release just leaves it to the garbage collector.
 	Payload []byte
 	// Items counts the telemetry items in Payload (Item.Count summed).
 	Items int
+
+	pooled *payloadBuf
 }
 
 // Result is what Split did.
 type Result struct {
 	// Parts has one entry per destination that received items, in destination order.
+	// The slice (not the Payloads) is reused by the Splitter's next Split.
 	Parts []Part
 	// Total, Sampled and Rejected count telemetry items (Item.Count summed).
 	Total, Sampled, Rejected int
-}
-
-// Splitter splits requests; it keeps scratch buffers between calls. A Splitter is not
-// safe for concurrent use: use one per goroutine (or a sync.Pool).
-type Splitter struct {
-	_ struct{}
-}
-
-// Split walks req, an encoded Export*ServiceRequest of signal sig, calls route for every
-// item (in order; the same trace ID may appear many times), and returns one request per
-// destination. n is the number of destinations route may return. A malformed request
-// returns an error wrapping ErrMalformed and no parts.
-func (s *Splitter) Split(sig Signal, req []byte, n int, route func(*Item) Verdict) (Result, error) {
-	panic("otlpwire: Split not built yet")
-}
-
-// JSONToProto converts an OTLP/JSON request body of signal sig into the protobuf
-// encoding (so the rest of the router handles one format). Errors wrap ErrMalformed.
-func JSONToProto(sig Signal, body []byte) ([]byte, error) {
-	panic("otlpwire: JSONToProto not built yet")
-}
-
-// Response encodes the Export*ServiceResponse for sig: empty when rejected is 0, else with
-// partial_success {rejected_spans|rejected_log_records|rejected_data_points: rejected,
-// error_message: msg}. json selects the OTLP/JSON encoding.
-func Response(sig Signal, rejected int64, msg string, json bool) []byte {
-	panic("otlpwire: Response not built yet")
 }

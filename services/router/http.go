@@ -1,0 +1,153 @@
+package routersvc
+
+import (
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
+)
+
+// The OTLP/HTTP content types.
+const (
+	contentProto = "application/x-protobuf"
+	contentJSON  = "application/json"
+)
+
+// httpHandler serves OTLP/HTTP: POST /v1/traces, /v1/logs and /v1/metrics with protobuf
+// or JSON bodies, gzip, zstd or identity encoded.
+func (s *Service) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, sig := range []otlpwire.Signal{otlpwire.Traces, otlpwire.Logs, otlpwire.Metrics} {
+		mux.Handle("/v1/"+sig.String(), s.httpExport(sig))
+	}
+	return mux
+}
+
+func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		isJSON := false
+		if ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err == nil && ct == contentJSON {
+			isJSON = true
+		}
+		if req.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			s.writeHTTPError(w, sig, isJSON, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed; OTLP/HTTP takes POST")
+			return
+		}
+		ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
+		if err != nil || (ct != contentProto && ct != contentJSON) {
+			s.writeHTTPError(w, sig, false, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(req.Header.Get("Content-Type"))+": want "+contentProto+" or "+contentJSON)
+			return
+		}
+		res, r := s.exportHTTP(req, sig, isJSON)
+		if r != nil {
+			s.refuseHTTP(w, sig, isJSON, r)
+			return
+		}
+		if isJSON {
+			w.Header().Set("Content-Type", contentJSON)
+		} else {
+			w.Header().Set("Content-Type", contentProto)
+		}
+		s.m.requests.WithLabelValues(sig.String(), res.outcome()).Inc()
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(otlpwire.Response(sig, int64(res.Rejected), res.message(sig), isJSON))
+	}
+}
+
+// exportHTTP reads, decodes and routes one OTLP/HTTP request within the size and memory
+// limits.
+func (s *Service) exportHTTP(req *http.Request, sig otlpwire.Signal, isJSON bool) (exportResult, *refusal) {
+	if !s.mem.admit() {
+		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+	}
+	if req.ContentLength > int64(s.cfg.MaxRequestBytes) {
+		return exportResult{}, refuse(refuseTooLarge, "request body is %d bytes, more than the %d allowed", req.ContentLength, s.cfg.MaxRequestBytes)
+	}
+	// Charge the most this request can hold before reading it.
+	held := int64(s.cfg.MaxRequestBytes)
+	if req.ContentLength > 0 {
+		held = req.ContentLength
+	}
+	enc := req.Header.Get("Content-Encoding")
+	if enc != "" && enc != "identity" {
+		held += int64(s.cfg.MaxDecompressedBytes)
+	}
+	if !s.mem.take(held) {
+		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+	}
+	defer s.mem.give(held)
+	raw := getBody()
+	defer putBody(raw)
+	switch err := readLimited(raw, req.Body, s.cfg.MaxRequestBytes); {
+	case errors.Is(err, errTooLarge):
+		return exportResult{}, refuse(refuseTooLarge, "request body is more than the %d bytes allowed", s.cfg.MaxRequestBytes)
+	case err != nil:
+		return exportResult{}, refuse(refuseMalformed, "reading the request body: %v", err)
+	}
+	pb := raw.Bytes()
+	if (enc != "" && enc != "identity") || isJSON {
+		plain := getBody()
+		defer putBody(plain)
+		var r *refusal
+		if pb, r = decodeBody(plain, sig, enc, isJSON, raw.Bytes(), s.cfg.MaxDecompressedBytes); r != nil {
+			return exportResult{}, r
+		}
+	}
+	return s.export(req.Context(), sig, pb)
+}
+
+// refuseHTTP answers a refusal with its status code (Retry-After when busy) and a
+// google.rpc.Status body.
+func (s *Service) refuseHTTP(w http.ResponseWriter, sig otlpwire.Signal, isJSON bool, r *refusal) {
+	code := http.StatusBadRequest
+	switch r.kind {
+	case refuseTooLarge:
+		code = http.StatusRequestEntityTooLarge
+	case refuseBusy:
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", retrySeconds(r.retryAfter))
+	case refuseMediaType:
+		code = http.StatusUnsupportedMediaType
+	}
+	s.writeHTTPError(w, sig, isJSON, code, r.msg)
+}
+
+// writeHTTPError writes a google.rpc.Status {code, message} in the request's encoding.
+func (s *Service) writeHTTPError(w http.ResponseWriter, sig otlpwire.Signal, isJSON bool, httpCode int, msg string) {
+	s.m.requests.WithLabelValues(sig.String(), outcomeFor(httpCode)).Inc()
+	grpcCode := rpcCodeFor(httpCode)
+	if isJSON {
+		w.Header().Set("Content-Type", contentJSON)
+		w.WriteHeader(httpCode)
+		m, _ := json.Marshal(msg)
+		_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(grpcCode) + `,"message":` + string(m) + `}`))
+		return
+	}
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(grpcCode))
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, msg)
+	w.Header().Set("Content-Type", contentProto)
+	w.WriteHeader(httpCode)
+	_, _ = w.Write(b)
+}
+
+// rpcCodeFor is the google.rpc.Code of an HTTP error status.
+func rpcCodeFor(httpCode int) int {
+	switch httpCode {
+	case http.StatusRequestEntityTooLarge:
+		return 8 // RESOURCE_EXHAUSTED
+	case http.StatusServiceUnavailable:
+		return 14 // UNAVAILABLE
+	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return 12 // UNIMPLEMENTED
+	}
+	return 3 // INVALID_ARGUMENT
+}

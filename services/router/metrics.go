@@ -1,0 +1,182 @@
+package routersvc
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/promreg"
+	"github.com/otelfleet/otelfleet/services/router/internal/export"
+)
+
+// Request outcomes (label outcome of otelfleet_router_requests_total).
+const (
+	outcomeOK          = "ok"
+	outcomePartial     = "partial"
+	outcomeBusy        = "busy"
+	outcomeMalformed   = "malformed"
+	outcomeTooLarge    = "too_large"
+	outcomeUnsupported = "unsupported"
+)
+
+func (r *refusal) outcome() string {
+	switch r.kind {
+	case refuseTooLarge:
+		return outcomeTooLarge
+	case refuseBusy:
+		return outcomeBusy
+	case refuseMediaType:
+		return outcomeUnsupported
+	}
+	return outcomeMalformed
+}
+
+// outcomeFor is the outcome of an HTTP error status.
+func outcomeFor(code int) string {
+	switch code {
+	case http.StatusRequestEntityTooLarge:
+		return outcomeTooLarge
+	case http.StatusServiceUnavailable:
+		return outcomeBusy
+	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return outcomeUnsupported
+	}
+	return outcomeMalformed
+}
+
+// maxMetricServices bounds the service label's values; later services count as "other".
+const maxMetricServices = 1000
+
+// otherService labels the services beyond maxMetricServices.
+const otherService = "other"
+
+// metrics are the otelfleet_router_* series.
+type metrics struct {
+	requests                                *prometheus.CounterVec
+	received, kept, sampledOut, rateLimited *prometheus.CounterVec
+	rerouted, dropped, duplicates           prometheus.Counter
+	rebuilds                                prometheus.Counter
+	rebuildSeconds                          prometheus.Histogram
+
+	mu       sync.RWMutex
+	services map[svcKey]*svcCounters
+}
+
+type svcKey struct{ signal, service string }
+
+// svcCounters are one service's counters of one signal.
+type svcCounters struct {
+	received, kept, sampledOut, rateLimited prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, mem *memory, exp func() []export.TargetStats) (*metrics, error) {
+	r := &promreg.Registrar{Reg: reg}
+	perService := func(name, help string) *prometheus.CounterVec {
+		return promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"signal", "service"}))
+	}
+	m := &metrics{
+		requests: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otelfleet_router_requests_total",
+			Help: "OTLP export requests by signal and outcome: ok, partial (some items rate limited), busy (UNAVAILABLE/503), malformed, too_large, unsupported.",
+		}, []string{"signal", "outcome"})),
+		received:    perService("otelfleet_router_received_total", "Items (spans, log records, data points) received, before sampling and rate limiting."),
+		kept:        perService("otelfleet_router_kept_total", "Items accepted for a backend (kept by sampling and admitted by the rate limits)."),
+		sampledOut:  perService("otelfleet_router_sampled_out_total", "Spans dropped by sampling (accepted from the client, not forwarded)."),
+		rateLimited: perService("otelfleet_router_rate_limited_total", "Items refused by the fleet-wide rate limits (reported to clients as rejected in partial_success)."),
+		rerouted: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_rerouted_total", Help: "Items re-split to other backends after their backend was full, failed or left.",
+		})),
+		dropped: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_dropped_total", Help: "Items the router accepted and could not deliver anywhere (must stay 0; only a stop with no backend left can drop).",
+		})),
+		duplicates: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_backpressure_after_submit_total", Help: "Items already handed to a backend in a request that was then refused (the client's retry duplicates them).",
+		})),
+		rebuilds: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_table_rebuilds_total", Help: "Backend table rebuilds (membership changes and rebalances).",
+		})),
+		rebuildSeconds: promreg.Add(r, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "otelfleet_router_table_rebuild_seconds", Help: "Time to rebuild every region's backend table.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		})),
+		services: map[svcKey]*svcCounters{},
+	}
+	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "otelfleet_router_memory_bytes", Help: "Bytes held for requests in flight and backend queues.",
+	}, func() float64 { return float64(mem.used()) }))
+	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "otelfleet_router_memory_limit_bytes", Help: "The memory limit (--memory-limit) above which requests are refused.",
+	}, func() float64 { return float64(mem.limit) }))
+	if exp != nil {
+		promreg.Add(r, &backendCollector{stats: exp})
+	}
+	return m, r.Err()
+}
+
+// service returns the counters of (signal, service), creating them up to
+// maxMetricServices.
+func (m *metrics) service(signal, service string) *svcCounters {
+	k := svcKey{signal, service}
+	m.mu.RLock()
+	c := m.services[k]
+	m.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.services[k]; c != nil {
+		return c
+	}
+	if len(m.services) >= maxMetricServices {
+		k.service = otherService
+		if c = m.services[k]; c != nil {
+			return c
+		}
+	}
+	c = &svcCounters{
+		received: m.received.WithLabelValues(k.signal, k.service), kept: m.kept.WithLabelValues(k.signal, k.service),
+		sampledOut: m.sampledOut.WithLabelValues(k.signal, k.service), rateLimited: m.rateLimited.WithLabelValues(k.signal, k.service),
+	}
+	m.services[k] = c
+	return c
+}
+
+// backendCollector exports the exporter's per-backend counters.
+type backendCollector struct {
+	stats func() []export.TargetStats
+}
+
+var backendDescs = struct {
+	sent, failed, retried, rerouted, dropped, queue, inFlight *prometheus.Desc
+}{
+	sent:     prometheus.NewDesc("otelfleet_router_backend_sent_total", "Items delivered to the backend.", []string{"backend"}, nil),
+	failed:   prometheus.NewDesc("otelfleet_router_backend_failed_total", "Items whose export to the backend failed (then retried or handed back).", []string{"backend"}, nil),
+	retried:  prometheus.NewDesc("otelfleet_router_backend_retried_total", "Items re-sent to the backend after a failure.", []string{"backend"}, nil),
+	rerouted: prometheus.NewDesc("otelfleet_router_backend_rerouted_total", "Items the backend handed back for re-routing.", []string{"backend"}, nil),
+	dropped:  prometheus.NewDesc("otelfleet_router_backend_dropped_total", "Items the backend's queue lost (must stay 0).", []string{"backend"}, nil),
+	queue:    prometheus.NewDesc("otelfleet_router_backend_queue_bytes", "Bytes queued for the backend.", []string{"backend"}, nil),
+	inFlight: prometheus.NewDesc("otelfleet_router_backend_in_flight", "Export calls in flight to the backend.", []string{"backend"}, nil),
+}
+
+func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{backendDescs.sent, backendDescs.failed, backendDescs.retried, backendDescs.rerouted, backendDescs.dropped, backendDescs.queue, backendDescs.inFlight} {
+		ch <- d
+	}
+}
+
+func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.stats() {
+		counter := func(d *prometheus.Desc, v int64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), st.Key)
+		}
+		counter(backendDescs.sent, st.Sent)
+		counter(backendDescs.failed, st.Failed)
+		counter(backendDescs.retried, st.Retried)
+		counter(backendDescs.rerouted, st.Rerouted)
+		counter(backendDescs.dropped, st.Dropped)
+		ch <- prometheus.MustNewConstMetric(backendDescs.queue, prometheus.GaugeValue, float64(st.QueueBytes), st.Key)
+		ch <- prometheus.MustNewConstMetric(backendDescs.inFlight, prometheus.GaugeValue, float64(st.InFlight), st.Key)
+	}
+}

@@ -1,0 +1,130 @@
+package routersvc
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/otelfleet/otelfleet/services/router/internal/export"
+)
+
+// handBack is a batch a backend gave back, waiting to be re-split over the others.
+type handBack struct {
+	from string
+	b    export.Batch
+}
+
+// rerouter re-splits the batches backends hand back (retries exhausted, the backend
+// left) over the tables in force without the backend that failed. A batch no backend
+// can take now waits and is tried again; it is only dropped (and counted) when the
+// router stops with nowhere to send it.
+type rerouter struct {
+	s       *Service
+	mu      sync.Mutex
+	pending []handBack
+	bytes   int64
+	kick    chan struct{}
+}
+
+func newRerouter(s *Service) *rerouter { return &rerouter{s: s, kick: make(chan struct{}, 1)} }
+
+// add queues b from backend `from` (export.Rerouter; called from exporter goroutines).
+func (r *rerouter) add(from string, b export.Batch) {
+	r.mu.Lock()
+	r.pending = append(r.pending, handBack{from: from, b: b})
+	r.bytes += int64(len(b.Payload))
+	r.mu.Unlock()
+	r.s.mem.held.Add(int64(len(b.Payload)))
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// rerouteRetry is how soon batches nobody could take are tried again.
+const rerouteRetry = 100 * time.Millisecond
+
+// run re-routes until ctx ends.
+func (r *rerouter) run(ctx context.Context) {
+	t := time.NewTicker(rerouteRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-t.C:
+		}
+		r.flush()
+	}
+}
+
+// flush tries every pending batch once; what cannot go anywhere stays pending.
+func (r *rerouter) flush() {
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	var keep []handBack
+	for _, hb := range batch {
+		if !r.s.resplit(hb) {
+			keep = append(keep, hb)
+			continue
+		}
+		r.mu.Lock()
+		r.bytes -= int64(len(hb.b.Payload))
+		r.mu.Unlock()
+		r.s.mem.held.Add(-int64(len(hb.b.Payload)))
+	}
+	if len(keep) > 0 {
+		r.mu.Lock()
+		r.pending = append(keep, r.pending...)
+		r.mu.Unlock()
+	}
+}
+
+// drop counts what is still pending as dropped (at stop) and returns the items.
+func (r *rerouter) drop() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, hb := range r.pending {
+		n += hb.b.Items
+		r.s.mem.held.Add(-int64(len(hb.b.Payload)))
+	}
+	r.pending, r.bytes = nil, 0
+	return n
+}
+
+// resplit re-splits one handed-back batch without its backend and submits the parts; it
+// reports false, having submitted nothing, when some item has nowhere to go now.
+func (s *Service) resplit(hb handBack) bool {
+	t := s.tables.Load()
+	st := s.getSplitState(hb.b.Signal, t)
+	defer putSplitState(st)
+	st.routeOnly = true
+	if d, ok := t.byKey[hb.from]; ok {
+		st.exclude[d] = true
+	}
+	res, err := st.sp.Split(hb.b.Signal, hb.b.Payload, len(t.keys)+1, st.fn)
+	if err != nil {
+		s.log.Error("a handed-back batch cannot be re-split; dropped", "from", hb.from, "items", hb.b.Items, "err", err)
+		s.m.dropped.Add(float64(hb.b.Items))
+		return true
+	}
+	for _, p := range res.Parts {
+		if p.Dest == st.nowhere {
+			return false
+		}
+	}
+	submitted := 0
+	for _, p := range res.Parts {
+		submitted += s.deliver(st, hb.b.Signal, p)
+	}
+	s.m.rerouted.Add(float64(submitted))
+	// Parts that found every backend full after the check wait for the next try.
+	for _, p := range st.stranded {
+		s.rr.add(hb.from, export.Batch{Signal: hb.b.Signal, Payload: p.Payload, Items: p.Items})
+	}
+	return true
+}

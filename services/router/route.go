@@ -1,0 +1,263 @@
+package routersvc
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/otelfleet/otelfleet/services/router/internal/balance"
+	"github.com/otelfleet/otelfleet/services/router/internal/export"
+	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
+	"github.com/otelfleet/otelfleet/services/router/internal/ratelimit"
+)
+
+// exportResult is what one request came to.
+type exportResult struct {
+	Total, Kept, Sampled, Rejected int
+}
+
+func (r exportResult) outcome() string {
+	if r.Rejected > 0 {
+		return outcomePartial
+	}
+	return outcomeOK
+}
+
+// message is the partial_success error message.
+func (r exportResult) message(sig otlpwire.Signal) string {
+	if r.Rejected == 0 {
+		return ""
+	}
+	return strconv.Itoa(r.Rejected) + " " + itemNoun(sig) + " refused by the fleet's rate limits (rate_limiting); retrying them later may succeed"
+}
+
+func itemNoun(sig otlpwire.Signal) string {
+	switch sig {
+	case otlpwire.Logs:
+		return "log records"
+	case otlpwire.Metrics:
+		return "data points"
+	}
+	return "spans"
+}
+
+// resState is what a split learned about one resource of the request.
+type resState struct {
+	plan                                 *plan
+	received, kept, sampled, rateLimited int
+}
+
+// splitState is one split's scratch: pooled, one per request in flight.
+type splitState struct {
+	sp  otlpwire.Splitter
+	t   *tables
+	pol *policy
+	lim *ratelimit.Fleet
+	sig otlpwire.Signal
+	// routeOnly re-splits already-admitted items: no sampling or rate limiting.
+	routeOnly bool
+	exclude   []bool
+	res       []resState
+	arena     []byte
+	now       time.Time
+	nowhere   int
+	s         *Service
+	fn        func(*otlpwire.Item) otlpwire.Verdict
+	excl      func(int) bool
+	// stranded collects the parts deliver found no backend for.
+	stranded []otlpwire.Part
+}
+
+var splitStates = sync.Pool{New: func() any {
+	st := &splitState{}
+	st.fn = st.route
+	st.excl = func(d int) bool { return st.exclude[d] }
+	return st
+}}
+
+func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
+	st := splitStates.Get().(*splitState)
+	st.s, st.t, st.pol, st.lim, st.sig, st.routeOnly, st.now = s, t, s.policy.Load(), s.limiter.Load(), sig, false, time.Now()
+	st.nowhere = len(t.keys)
+	st.exclude = st.exclude[:0]
+	for range len(t.keys) {
+		st.exclude = append(st.exclude, false)
+	}
+	st.res, st.arena, st.stranded = st.res[:0], st.arena[:0], st.stranded[:0]
+	return st
+}
+
+func putSplitState(st *splitState) {
+	st.s, st.t, st.pol, st.lim = nil, nil, nil, nil
+	if cap(st.arena) > 1<<20 {
+		st.arena = nil
+	}
+	splitStates.Put(st)
+}
+
+// resource returns the state of the item's resource, planning it on first sight.
+func (st *splitState) resource(it *otlpwire.Item) *resState {
+	for len(st.res) <= it.Resource {
+		st.res = append(st.res, resState{})
+	}
+	r := &st.res[it.Resource]
+	if r.plan == nil {
+		r.plan = st.pol.planFor(it.Service)
+	}
+	return r
+}
+
+// route decides one item: rate limit, sampling (traces), then its backend.
+func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
+	r := st.resource(it)
+	var ts []byte
+	if !st.routeOnly {
+		r.received += it.Count
+		if st.lim != nil {
+			if got := st.lim.Allow(it.Service, it.Count, st.now); got < it.Count {
+				r.rateLimited += it.Count
+				return otlpwire.Verdict{Dest: otlpwire.DestRejected}
+			}
+		}
+		if st.sig == otlpwire.Traces && it.HasTraceID {
+			free := st.arena[len(st.arena):]
+			o := r.plan.sampler.Decide(it.TraceID, it.TraceState, free)
+			if !o.Keep {
+				r.sampled += it.Count
+				return otlpwire.Verdict{Dest: otlpwire.DestSampled}
+			}
+			if o.TraceState != nil {
+				ts = o.TraceState
+				st.grow(ts)
+			}
+		}
+		r.kept += it.Count
+	}
+	key := r.plan.key
+	if it.HasTraceID {
+		key = balance.TraceKey(it.TraceID)
+	}
+	d := st.t.pick(r.plan, key, st.excl)
+	if d < 0 {
+		d = st.nowhere
+	}
+	return otlpwire.Verdict{Dest: d, TraceState: ts}
+}
+
+// grow extends the arena over ts when Decide appended it in place, so later spans'
+// trace states do not overwrite it; a reallocated ts starts a new arena.
+func (st *splitState) grow(ts []byte) {
+	n := len(st.arena)
+	if cap(st.arena)-n >= len(ts) && len(ts) > 0 && &st.arena[:n+1][n] == &ts[0] {
+		st.arena = st.arena[:n+len(ts)]
+		return
+	}
+	st.arena = ts[len(ts):]
+}
+
+// export samples, limits and routes one request (protobuf) and hands every part to its
+// backend, failing over part by part; it refuses the request (busy) only when some part
+// can go nowhere.
+func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (exportResult, *refusal) {
+	if !s.ready.Load() {
+		return exportResult{}, busy(retryBusy, "router starting: waiting for the registry, config and sampling decision; retry shortly")
+	}
+	t := s.tables.Load()
+	st := s.getSplitState(sig, t)
+	defer putSplitState(st)
+	res, err := st.sp.Split(sig, req, len(t.keys)+1, st.fn)
+	if err != nil {
+		if errors.Is(err, otlpwire.ErrMalformed) {
+			return exportResult{}, refuse(refuseMalformed, "%v", err)
+		}
+		return exportResult{}, refuse(refuseMalformed, "%s request: %v", sig, err)
+	}
+	s.count(sig, st.res)
+	out := exportResult{Total: res.Total, Sampled: res.Sampled, Rejected: res.Rejected, Kept: res.Total - res.Sampled - res.Rejected}
+	var held int64
+	for _, p := range res.Parts {
+		held += int64(len(p.Payload))
+	}
+	s.mem.held.Add(held) // already in memory: counted, never refused
+	defer s.mem.give(held)
+	st.routeOnly = true
+	submitted, stranded := 0, 0
+	for _, p := range res.Parts {
+		submitted += s.deliver(st, sig, p)
+	}
+	for i := range st.stranded {
+		stranded += st.stranded[i].Items
+		st.stranded[i].Release()
+	}
+	if stranded > 0 {
+		if submitted > 0 {
+			s.m.duplicates.Add(float64(submitted))
+		}
+		return exportResult{}, busy(retryBusy, "no backend can take %d of the %d %s now (backends full or gone); retry later", stranded, out.Kept, itemNoun(sig))
+	}
+	return out, nil
+}
+
+// deliver submits part p to its backend; a full or gone backend is excluded and p
+// re-split over the next backends of its items. It returns the items submitted; parts
+// that can go nowhere are appended to st.stranded.
+func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) (submitted int) {
+	if p.Dest == st.nowhere {
+		st.stranded = append(st.stranded, p)
+		return 0
+	}
+	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items})
+	if err == nil {
+		return p.Items
+	}
+	if !errors.Is(err, export.ErrFull) && !errors.Is(err, export.ErrNoTarget) {
+		s.log.Warn("backend refused a batch; failing over", "backend", st.t.keys[p.Dest], "err", err)
+	}
+	st.exclude[p.Dest] = true
+	st.res = st.res[:0]
+	res, err := st.sp.Split(sig, p.Payload, len(st.t.keys)+1, st.fn)
+	if err != nil { // our own output: only a bug gets here
+		s.log.Error("re-split of a part failed", "err", err)
+		st.stranded = append(st.stranded, otlpwire.Part{Dest: st.nowhere, Payload: p.Payload, Items: p.Items})
+		return 0
+	}
+	p.Release() // re-split into res.Parts
+	for _, q := range res.Parts {
+		if n := s.deliver(st, sig, q); n > 0 {
+			s.m.rerouted.Add(float64(n))
+			submitted += n
+		}
+	}
+	return submitted
+}
+
+// count adds one request's per-resource counts to the metrics and the load monitor.
+func (s *Service) count(sig otlpwire.Signal, res []resState) {
+	for i := range res {
+		r := &res[i]
+		if r.plan == nil || r.received == 0 {
+			continue
+		}
+		c := s.m.service(sig.String(), r.plan.service)
+		c.received.Add(float64(r.received))
+		if r.kept > 0 {
+			c.kept.Add(float64(r.kept))
+		}
+		if r.sampled > 0 {
+			c.sampledOut.Add(float64(r.sampled))
+		}
+		if r.rateLimited > 0 {
+			c.rateLimited.Add(float64(r.rateLimited))
+		}
+		if sig == otlpwire.Traces {
+			s.mon.RecordService(r.plan.service, r.received)
+			s.mon.RecordSpans(r.received, 0)
+			s.totals.received.Add(int64(r.received))
+			s.totals.kept.Add(int64(r.kept))
+			s.totals.sampled.Add(int64(r.sampled))
+			s.totals.rateLimited.Add(int64(r.rateLimited))
+		}
+	}
+}

@@ -1,0 +1,385 @@
+package routersvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/kvwatch"
+	"github.com/otelfleet/otelfleet/pkg/loadmon"
+	"github.com/otelfleet/otelfleet/pkg/loadreport"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
+	"github.com/otelfleet/otelfleet/services/router/internal/backends"
+	"github.com/otelfleet/otelfleet/services/router/internal/export"
+	"github.com/otelfleet/otelfleet/services/router/internal/ratelimit"
+)
+
+// Deps are what the router needs besides its Config.
+type Deps struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+	NS events.Namespace
+	// Instance and Region identify this router (registration, load report, status).
+	Instance, Region string
+	// AdminAddr is the admin listen address, registered in the metadata.
+	AdminAddr string
+	// Config is the process's config watcher; the router registers a listener on it.
+	Config *configwatch.Watcher
+	// Readiness, when set, is consulted by the registration's "ready" health check.
+	Readiness *platform.Readiness
+	Log       *slog.Logger
+	// Registerer receives the otelfleet_router_* metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// Service is one OTLP router. Create it with New; Start it once the contract's buckets
+// exist; Stop it after its receivers stopped taking requests.
+type Service struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	m   *metrics
+	mem *memory
+
+	exp     *export.Exporter
+	rr      *rerouter
+	limiter atomic.Pointer[ratelimit.Fleet]
+	mon     *loadmon.Monitor
+
+	tables   atomic.Pointer[tables]
+	policy   atomic.Pointer[policy]
+	decision atomic.Pointer[events.Decision]
+	snap     atomic.Pointer[configwatch.Snapshot]
+
+	rebuildMu    sync.Mutex
+	lastBackends []backends.Backend
+
+	ready     atomic.Bool
+	readyCh   chan struct{}
+	readyOnce sync.Once
+	// backendsIn, decisionIn and configIn close when each first load is done.
+	backendsIn chan struct{}
+	decisionIn chan struct{}
+	decOnce    sync.Once
+
+	addrMu             sync.Mutex
+	grpcAddr, httpAddr string
+	listening          chan struct{}
+	listenOnce         sync.Once
+
+	totals struct{ received, kept, sampled, rateLimited atomic.Int64 }
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	reg      *registration.Client
+	pub      *loadreport.Publisher
+	stopOnce sync.Once
+}
+
+// New returns a router for cfg. It registers its config listener on d.Config (before the
+// watcher starts) and builds its exporter; nothing runs until Start.
+func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.NC == nil || d.JS == nil {
+		return nil, fmt.Errorf("%w: a NATS connection and JetStream are required", ErrConfig)
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Region == "" {
+		d.Region = "default"
+	}
+	s := &Service{
+		cfg: cfg, d: d, log: d.Log, mem: &memory{limit: int64(cfg.MemoryLimit)},
+		readyCh: make(chan struct{}), backendsIn: make(chan struct{}), decisionIn: make(chan struct{}),
+		listening: make(chan struct{}),
+	}
+	s.rr = newRerouter(s)
+	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add)
+	if err != nil {
+		return nil, fmt.Errorf("router: exporter: %w", err)
+	}
+	s.exp = exp
+	if s.m, err = newMetrics(d.Registerer, s.mem, exp.Stats); err != nil {
+		return nil, err
+	}
+	mcfg := loadmon.DefaultConfig()
+	mcfg.HistorySize = 60
+	if s.mon, err = loadmon.New(mcfg); err != nil {
+		return nil, err
+	}
+	s.tables.Store(&tables{byKey: map[string]int{}, regions: map[string]*regionTable{}, strategy: cfg.balanceConfig().Strategy})
+	s.policy.Store(s.newPolicy(d.Region))
+	if d.Config != nil {
+		d.Config.OnChange(s.applyConfig)
+	}
+	return s, nil
+}
+
+// exportConfig is the exporter's config from the flags and region r's batch and retry.
+func (s *Service) exportConfig(r fleetconfig.Region) export.Config {
+	return export.Config{
+		Protocol: s.cfg.ExportProtocol, Compression: s.cfg.ExportCompression, QueueBytes: int64(s.cfg.QueueBytes),
+		MaxBatchItems: r.Batch.MaxBatchSize, MaxWait: time.Duration(r.Batch.MaxWaitTime),
+		MaxRetries: r.Retry.MaxRetries, InitialBackoff: time.Duration(r.Retry.InitialBackoff), MaxBackoff: time.Duration(r.Retry.MaxBackoff),
+		Timeout: s.cfg.ExportTimeout,
+	}
+}
+
+// newPolicy builds the policy for region from the config and decision in force.
+func (s *Service) newPolicy(region string) *policy {
+	p := &policy{region: region, decision: s.decision.Load(), configRate: 1, plans: map[string]*plan{}}
+	if snap := s.snap.Load(); snap != nil {
+		p.configRate = snap.Global.SamplingRate
+		p.rules = snap.Global.RoutingRules
+		p.pref = snap.Region(region).LocalRoutingPreference
+	}
+	return p
+}
+
+// applyConfig takes a new config snapshot (configwatch listener).
+func (s *Service) applyConfig(snap configwatch.Snapshot) {
+	s.snap.Store(&snap)
+	s.policy.Store(s.newPolicy(s.d.Region))
+	rl := snap.Global.RateLimiting
+	limits := ratelimit.Limits{MaxQPS: rl.MaxQPS, Burst: float64(rl.BurstSize), PerServiceLimit: rl.PerServiceLimit}
+	if f := s.limiter.Load(); f != nil {
+		f.SetLimits(limits)
+	} else if limits != (ratelimit.Limits{}) {
+		s.limiter.Store(ratelimit.NewFleet(limits, maxMetricServices))
+	}
+	if err := s.exp.SetConfig(s.exportConfig(snap.Region(s.d.Region))); err != nil {
+		s.log.Error("export config not applied; the previous one stays in force", "err", err)
+	}
+}
+
+// applyDecision takes a sampling decision from KV.
+func (s *Service) applyDecision(e jetstream.KeyValueEntry) {
+	if e == nil {
+		s.decOnce.Do(func() { close(s.decisionIn) })
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		return // a deleted decision: keep the last one in force
+	}
+	d, err := events.DecodeDecision(e.Value())
+	if err != nil {
+		s.log.Error("sampling decision rejected; the previous one stays in force", "revision", e.Revision(), "err", err)
+		return
+	}
+	s.decision.Store(&d)
+	s.policy.Store(s.newPolicy(s.d.Region))
+}
+
+// Ready returns a channel closed once the registry replay, the first config and the
+// sampling decision (or its absence) are in.
+func (s *Service) Ready() <-chan struct{} { return s.readyCh }
+
+// Start runs the router on the contract's buckets until Stop.
+func (s *Service) Start(b *natsconn.Buckets) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	set := backends.New(s.d.NC, s.d.JS, b.Registry, backends.Config{
+		NS: s.d.NS, Log: s.log.With("component", "backends"), Registerer: s.d.Registerer,
+	}, func(list []backends.Backend) {
+		s.rebuild(list, "membership")
+	})
+	s.goRun(func() {
+		if err := set.Run(ctx, s.backendsIn); err != nil && ctx.Err() == nil {
+			s.log.Error("backend set stopped; the tables in force stay", "err", err)
+		}
+	})
+	s.goRun(func() {
+		kvwatch.Run(ctx, s.d.NC, b.Sampling, events.DecisionKey, s.applyDecision, func(err error) {
+			s.log.Warn("sampling decision watch failed; retrying", "err", err)
+		})
+	})
+	s.goRun(func() { s.rr.run(ctx) })
+	s.goRun(func() { s.housekeep(ctx) })
+	s.goRun(func() { s.becomeReady(ctx) })
+	s.goRun(func() { s.register(ctx, b.Registry) })
+}
+
+func (s *Service) goRun(fn func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); fn() }()
+}
+
+// becomeReady opens the router once every first load is in.
+func (s *Service) becomeReady(ctx context.Context) {
+	for _, ch := range []<-chan struct{}{s.backendsIn, s.decisionIn} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if s.d.Config != nil {
+		if err := s.d.Config.WaitReady(ctx); err != nil {
+			return
+		}
+	}
+	s.ready.Store(true)
+	s.readyOnce.Do(func() { close(s.readyCh) })
+	s.log.Info("router ready", "backends", len(s.tables.Load().keys), "region", s.d.Region)
+}
+
+// housekeep refreshes the queued bytes every 50ms and, for the load-aware strategies,
+// rebuilds the tables every rebalance interval.
+func (s *Service) housekeep(ctx context.Context) {
+	mem := time.NewTicker(50 * time.Millisecond)
+	defer mem.Stop()
+	var rebalance <-chan time.Time
+	if loadAware(s.cfg.balanceConfig().Strategy) {
+		t := time.NewTicker(s.cfg.RebalanceInterval)
+		defer t.Stop()
+		rebalance = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-mem.C:
+			var q int64
+			for _, st := range s.exp.Stats() {
+				q += st.QueueBytes
+			}
+			s.mem.setQueued(q)
+			s.mon.SetQueueDepth(q)
+		case <-rebalance:
+			s.rebuild(nil, "rebalance")
+		}
+	}
+}
+
+// setListenAddrs records the bound receiver addresses.
+func (s *Service) setListenAddrs(grpcAddr, httpAddr net.Addr) {
+	s.addrMu.Lock()
+	s.grpcAddr, s.httpAddr = grpcAddr.String(), httpAddr.String()
+	s.addrMu.Unlock()
+	s.listenOnce.Do(func() { close(s.listening) })
+}
+
+// Addrs returns the bound OTLP/gRPC and OTLP/HTTP addresses ("" before they listen).
+func (s *Service) Addrs() (grpcAddr, httpAddr string) {
+	s.addrMu.Lock()
+	defer s.addrMu.Unlock()
+	return s.grpcAddr, s.httpAddr
+}
+
+// advertise turns a bound address into one others can dial: the advertise host, or the
+// hostname for an unspecified host.
+func (s *Service) advertise(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch {
+	case s.cfg.AdvertiseAddr != "":
+		host = s.cfg.AdvertiseAddr
+	case host == "" || net.ParseIP(host).IsUnspecified():
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// register registers the router as service.router.<instance> with its OTLP addresses
+// and starts its load report, once the receivers listen.
+func (s *Service) register(ctx context.Context, kv jetstream.KeyValue) {
+	select {
+	case <-s.listening:
+	case <-ctx.Done():
+		return
+	}
+	g, h := s.Addrs()
+	meta := map[string]string{"otlp_grpc": s.advertise(g), "otlp_http": s.advertise(h), "process": "router"}
+	if s.d.AdminAddr != "" {
+		meta["admin"] = s.advertise(s.d.AdminAddr)
+	}
+	c, err := registration.New(kv, registration.Config{
+		Kind: events.KindService, ID: s.d.Instance, Name: events.ServiceRouter, Region: s.d.Region,
+		Address: s.advertise(g), Version: platform.Version, Metadata: meta,
+		Checks:     []registration.Check{s.readyCheck},
+		Registerer: s.d.Registerer,
+	}, s.log.With("component", "registration"))
+	if err != nil {
+		s.log.Error("self registration disabled", "err", err)
+		return
+	}
+	if err := c.Start(); err != nil {
+		s.log.Error("self registration failed", "err", err)
+		return
+	}
+	pcfg := loadreport.DefaultConfig()
+	pcfg.Region, pcfg.Collector, pcfg.Interval = s.d.Region, s.d.Instance, s.cfg.ReportInterval
+	pub, err := loadreport.NewPublisher(s.d.NC, s.d.NS, pcfg, &loadreport.MonitorSource{Monitor: s.mon, Healthy: s.ready.Load}, s.log, s.d.Registerer)
+	if err != nil {
+		s.log.Error("load report disabled", "err", err)
+	} else {
+		pub.Start()
+	}
+	s.addrMu.Lock()
+	s.reg, s.pub = c, pub
+	s.addrMu.Unlock()
+}
+
+// readyCheck is the registration's "ready" health check.
+func (s *Service) readyCheck(context.Context) events.CheckResult {
+	if !s.ready.Load() {
+		return events.CheckResult{Name: "ready", Status: events.HealthDegraded, Message: "router not ready: waiting for the registry, config and sampling decision"}
+	}
+	return events.CheckResult{Name: "ready", Status: events.HealthHealthy}
+}
+
+// Stop stops the router: its loops, then the exporter (flushing the queues within
+// StopTimeout-ish 5s; what a backend hands back meanwhile is re-routed), then what is
+// still waiting for a backend is counted as dropped; finally it deregisters.
+func (s *Service) Stop() error {
+	var errs []error
+	s.stopOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.exp.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+		if n := s.rr.drop(); n > 0 {
+			s.m.dropped.Add(float64(n))
+			s.log.Error("items dropped at stop: no backend could take them", "items", n)
+		}
+		s.addrMu.Lock()
+		c, pub := s.reg, s.pub
+		s.addrMu.Unlock()
+		if pub != nil {
+			pub.Stop()
+		}
+		if c != nil {
+			if err := c.Deregister(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
