@@ -209,23 +209,24 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 
 	cfgKey := "$KV." + ns.ConfigBucket() + ".global"
 	decisionKey := "$KV." + ns.SamplingBucket() + "." + events.DecisionKey
-	samplerLease := "$KV." + ns.LeasesBucket() + ".sampler"
 	put := func(kv jetstream.KeyValue, key string) func(context.Context) error {
 		return func(ctx context.Context) error { _, err := kv.Put(ctx, key, []byte(`{}`)); return err }
 	}
 	del := func(kv jetstream.KeyValue, key string) func(context.Context) error {
 		return func(ctx context.Context) error { return kv.Delete(ctx, key) }
 	}
-	for _, user := range []string{"agent", "sink-1", "router", "viewer", "simulate", "admin", "registry", "topology"} {
+	for _, user := range []string{"agent", "sink-1", "router", "viewer", "simulate", "admin", "registry", "topology", "sampler"} {
 		id := connectAs(t, url, user)
 		id.refused(t, "write the config", cfgKey, put(id.kv(t, ns.ConfigBucket()), "global"))
 		if user != "sampler" {
 			id.refused(t, "forge a decision", decisionKey, put(id.kv(t, ns.SamplingBucket()), events.DecisionKey))
 		}
-		if user != "topology" {
-			leases := id.kv(t, ns.LeasesBucket())
-			id.refused(t, "take the sampler lease", samplerLease, func(ctx context.Context) error { _, err := leases.Create(ctx, "sampler", []byte(`{}`)); return err })
+		role := "sampler"
+		if user == "sampler" {
+			role = "topology"
 		}
+		leases := id.kv(t, ns.LeasesBucket())
+		id.refused(t, "take another role's lease", "$KV."+ns.LeasesBucket()+"."+role, func(ctx context.Context) error { _, err := leases.Create(ctx, role, []byte(`{}`)); return err })
 		id.refused(t, "delete another collector's registration", "$KV."+ns.RegistryBucket()+".collector.local.sink-2", del(id.kv(t, ns.RegistryBucket()), "collector.local.sink-2"))
 		id.refused(t, "create a stream", "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
 			_, err := id.js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
