@@ -12,7 +12,7 @@ BENCHTIME ?= 1s
 TAG ?= dev
 COMPOSE ?= docker-compose
 
-.PHONY: run build test lint bench images up nats-server e2e interop faults clean
+.PHONY: run build test lint bench images up nats-server e2e faults interop certs clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -72,5 +72,9 @@ faults: build nats-server
 	$(GO) build -o bin/otelfleet-faults ./test/faults
 	./bin/otelfleet-faults --bin bin $(ARGS)
 
+## certs: throw-away TLS certificates in .certs/ (CA, server for localhost,127.0.0.1,nats,router, client) for compose and local runs; HOSTS=... to change
+certs:
+	$(GO) run ./pkg/testcerts/cmd/certs --dir .certs $(if $(HOSTS),--hosts $(HOSTS))
+
 clean:
-	rm -rf bin .data
+	rm -rf bin .data .certs
