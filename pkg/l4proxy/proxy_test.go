@@ -323,3 +323,54 @@ func TestValidate(t *testing.T) {
 		t.Errorf("Validate: %v does not wrap ErrConfig", err)
 	}
 }
+
+// BenchmarkForward measures bytes through the proxy on loopback: one connection, 64 KiB
+// writes to a backend that discards them.
+func BenchmarkForward(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+		_ = c.Close()
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	d := &dns{}
+	d.set("127.0.0.1")
+	cfg := l4proxy.DefaultConfig()
+	cfg.Forwards = []l4proxy.Forward{{Listen: "127.0.0.1:0", Target: "svc:" + port}}
+	cfg.Lookup = d.lookup
+	p, err := l4proxy.New(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	c, err := net.Dial("tcp", p.Addrs()[0].String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	_ = c.Close()
+	p.Stop()
+	_ = ln.Close()
+	wg.Wait()
+}
