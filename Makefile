@@ -8,8 +8,11 @@ MODULES := $(shell $(GO) work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1
 SERVICES := $(notdir $(wildcard services/*))
 TEST_TIMEOUT ?= 20m
 BENCHTIME ?= 1s
+# Tag of the images (make images, deploy/compose reads OTELFLEET_TAG; make e2e uses its own).
+TAG ?= dev
+COMPOSE ?= docker-compose
 
-.PHONY: run build test lint bench images nats-server e2e faults interop interop-opamp clean
+.PHONY: run build test lint bench images up nats-server e2e faults interop interop-opamp certs clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -39,11 +42,15 @@ bench:
 
 ## images: one FROM-scratch image per binary, plus nats-server built from its Go module
 images: build nats-server
-	docker build -q -f deploy/Dockerfile --build-arg BIN=nats-server -t otelfleet/nats-server:dev .
-	docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet -t otelfleet/otelfleet:dev .
+	docker build -q -f deploy/Dockerfile --build-arg BIN=nats-server -t otelfleet/nats-server:$(TAG) .
+	docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet -t otelfleet/otelfleet:$(TAG) .
 	@for s in $(SERVICES); do \
-	  docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet-$$s -t otelfleet/$$s:dev . || exit 1; \
+	  docker build -q -f deploy/Dockerfile --build-arg BIN=otelfleet-$$s -t otelfleet/$$s:$(TAG) . || exit 1; \
 	done
+
+## up: make images, then the compose stack in the background (OTLP on localhost:4317/4318; ARGS='--scale router=3' passes through)
+up: images
+	OTELFLEET_TAG=$(TAG) $(COMPOSE) -f deploy/compose/docker-compose.yml up -d $(ARGS)
 
 ## nats-server: bin/nats-server, built from its Go module (for images and faults)
 nats-server:
@@ -56,8 +63,9 @@ interop:
 	  $(GO) test -race -tags interop -run '^TestInterop' -count=1 -timeout 10m ./cmd/otelfleet
 
 ## e2e: the docker compose stack end to end (needs Docker and docker-compose)
-e2e: images
-	bash test/e2e/compose.sh
+e2e:
+	$(MAKE) images TAG=e2e
+	OTELFLEET_TAG=e2e bash test/e2e/compose.sh
 
 ## interop-opamp: real collectors over OpAMP (our otelcol-opamp and the opampsupervisor, built into ~/.cache/otelfleet-interop by test/interop/build-opamp.sh) against the opamp service
 OPAMP_BIN ?= $(HOME)/.cache/otelfleet-interop
@@ -70,5 +78,9 @@ faults: build nats-server
 	$(GO) build -o bin/otelfleet-faults ./test/faults
 	./bin/otelfleet-faults --bin bin $(ARGS)
 
+## certs: throw-away TLS certificates in .certs/ (CA, server for localhost,127.0.0.1,nats,router, client) for compose and local runs; HOSTS=... to change
+certs:
+	$(GO) run ./pkg/testcerts/cmd/certs --dir .certs $(if $(HOSTS),--hosts $(HOSTS))
+
 clean:
-	rm -rf bin .data
+	rm -rf bin .data .certs

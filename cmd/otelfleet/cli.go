@@ -149,9 +149,23 @@ func (env *cliEnv) printUsage(fs *flag.FlagSet) {
 func (env *cliEnv) bindGlobals(k *knobs.Set) {
 	def := natsconn.OptionsFromEnv()
 	k.String(&env.nats.URL, "nats", "", def.URL, "NATS server URL (env NATS_URL)")
-	env.nats.CredsFile, env.nats.User, env.nats.Password, env.nats.Token, env.nats.CAFile = def.CredsFile, def.User, def.Password, def.Token, def.CAFile
+	env.nats = def
+	env.nats.URL = def.URL
+	bindNATSAuth(k.FlagSet(), &env.nats)
 	k.String(&env.root, "subject-root", "OTELFLEET_ROOT", events.DefaultRoot, "subject root")
 	k.Duration(&env.timeout, "timeout", "", 5*time.Second, "how long to wait for NATS and for replies")
+}
+
+// bindNATSAuth registers the NATS identity and TLS flags of every command; their
+// defaults come from the environment (NATS_USER, NATS_PASSWORD, NATS_CREDS, NATS_CA,
+// NATS_CERT, NATS_KEY), read by OptionsFromEnv.
+func bindNATSAuth(fs *flag.FlagSet, o *natsconn.Options) {
+	fs.StringVar(&o.User, "nats-user", o.User, "NATS user name, e.g. admin or viewer (env NATS_USER)")
+	fs.StringVar(&o.Password, "nats-password", o.Password, "NATS password (env NATS_PASSWORD)")
+	fs.StringVar(&o.CredsFile, "nats-creds", o.CredsFile, "NATS credentials file (env NATS_CREDS)")
+	fs.StringVar(&o.CAFile, "nats-ca", o.CAFile, "extra root CA file for tls:// servers (env NATS_CA)")
+	fs.StringVar(&o.CertFile, "nats-cert", o.CertFile, "client certificate file for NATS mutual TLS (env NATS_CERT)")
+	fs.StringVar(&o.KeyFile, "nats-key", o.KeyFile, "client key file for NATS mutual TLS (env NATS_KEY)")
 }
 
 // flags returns a flag set for a subcommand that also accepts the global flags.
@@ -161,6 +175,7 @@ func (env *cliEnv) flags(name, usage string) (*flag.FlagSet, *knobs.Set) {
 	k := knobs.New(fs)
 	fs.StringVar(&env.nats.URL, "nats", env.nats.URL, "NATS server URL (env NATS_URL)")
 	fs.DurationVar(&env.timeout, "timeout", env.timeout, "how long to wait for NATS and for replies")
+	bindNATSAuth(fs, &env.nats)
 	fs.Usage = func() {
 		fmt.Fprintf(env.stderr, "Usage: otelfleet %s\n\nFlags:\n", usage)
 		fs.PrintDefaults()

@@ -108,6 +108,13 @@ func freePort(t *testing.T) int {
 // which returns its exit code.
 func startDev(t *testing.T, dataDir string, port int, extra ...string) func() int {
 	t.Helper()
+	return startDevWith(t, dataDir, port, nil, extra...)
+}
+
+// startDevWith is startDev whose readiness probe (config status) runs with the client
+// flags probe, e.g. an identity for `dev --auth`.
+func startDevWith(t *testing.T, dataDir string, port int, probe []string, extra ...string) func() int {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var code int
@@ -123,7 +130,7 @@ func startDev(t *testing.T, dataDir string, port int, extra ...string) func() in
 	natstest.Eventually(t, 20*time.Second, func() bool {
 		// config status goes through the config service's micro endpoints (config get
 		// reads the bucket, which is filled before the endpoints start).
-		c, _, _ := runCLI(t, "--nats", url, "--timeout", "2s", "config", "status")
+		c, _, _ := runCLI(t, append(append([]string{"--nats", url, "--timeout", "2s"}, probe...), "config", "status")...)
 		return c == exitOK
 	}, "dev stack serves config")
 	var once sync.Once

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +47,12 @@ type devOptions struct {
 	// run next to it as its backends (--sinks).
 	runRouter bool
 	sinks     int
+	// auth runs the embedded server with the identities of authConfig (--auth,
+	// --auth-config) and each in-process service as its own app with its own identity;
+	// authEnv holds the passwords (KEY=VALUE, set where the environment has none).
+	auth       bool
+	authConfig string
+	authEnv    string
 }
 
 // healthReadings, when set, replaces the real CPU and memory readings behind the health
@@ -106,6 +114,9 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	k.Bool(&o.simulate, "simulate", "OTELFLEET_SIMULATE", true, "run a simulated fleet (3 regions x 4 collectors, steady traffic) that registers and reports load; see otelfleet simulate")
 	k.Bool(&o.runRouter, "router", "OTELFLEET_ROUTER", true, "run the OTLP router in-process (OTLP on --otlp-grpc-addr and --otlp-http-addr)")
 	k.Int(&o.sinks, "sinks", "OTELFLEET_SINKS", 3, "OTLP sinks to run as the router's backends (collectors sink-1..N in --region, on free loopback ports; counts at /v1/sinks/<id>)")
+	k.Bool(&o.auth, "auth", "OTELFLEET_DEV_AUTH", false, "run NATS with the identities and permissions of --auth-config, each service connecting as its own identity (default: open on loopback)")
+	k.String(&o.authConfig, "auth-config", "OTELFLEET_DEV_AUTH_CONFIG", "deploy/nats/nats.conf", "nats-server config with the identities, for --auth")
+	k.String(&o.authEnv, "auth-env", "OTELFLEET_DEV_AUTH_ENV", "deploy/nats/dev.env", "KEY=VALUE file of the identities' passwords (OTELFLEET_PASSWORD_<USER>), for --auth; variables already set win")
 	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
@@ -127,6 +138,9 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if o.sinks < 0 || o.sinks > 100 {
 		return usageError("--sinks %d: want 0..100", o.sinks)
 	}
+	if o.auth && o.sinks > 3 {
+		return usageError("--sinks %d with --auth: deploy/nats/auth.conf has identities sink-1..sink-3 only (docs/SECURITY.md: add a collector identity)", o.sinks)
+	}
 	err = errors.Join(o.config.Validate(), o.registry.Validate(), o.topology.Validate(), o.sampler.Validate(), o.router.Validate(), o.opamp.Validate(), s.Validate())
 	if err == nil {
 		err = o.config.Load()
@@ -135,40 +149,23 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 		return usageError("%v", err)
 	}
 
-	srv, err := natsembed.Start(natsembed.Options{DataDir: o.dataDir, Host: o.natsHost, Port: o.natsPort, Debug: o.natsLog})
+	no := natsembed.Options{DataDir: o.dataDir, Host: o.natsHost, Port: o.natsPort, Debug: o.natsLog}
+	if o.auth {
+		if err := natsembed.LoadEnvFile(o.authEnv); err != nil {
+			return usageError("--auth-env: %v", err)
+		}
+		no.ConfigFile = o.authConfig
+	}
+	srv, err := natsembed.Start(no)
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
 	s.NATS.URL = srv.ClientURL()
 
-	opts := []fx.Option{platform.Options(s), platform.Module(s), configwatch.Module}
-	for _, svc := range selected {
-		opts = append(opts, svc.module(o), registration.SelfModule(svc.name))
-	}
-	if o.runRouter {
-		opts = append(opts, routersvc.Module(o.router)) // it registers itself
-	}
-	if o.sinks > 0 {
-		sc := otlpsink.DefaultConfig()
-		sc.GRPCAddr, sc.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-		opts = append(opts, otlpsink.Module(otlpsink.Fleet{Count: o.sinks, Config: sc, CapacityQPS: 50000, Readings: healthReadings}), fx.Invoke(func(otlpsink.Sinks) {}))
-	}
-	if o.simulate {
-		opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
-	}
-	var nc *nats.Conn
-	app := fx.New(append(opts, fx.Populate(&nc))...)
-	if err := app.Err(); err != nil {
+	apps, err := startDevApps(ctx, s, devApps(o, selected))
+	if err != nil {
 		return err
-	}
-	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := app.Start(startCtx); err != nil {
-		// fx rolls back the hooks that started; the connection was opened by a
-		// constructor, so close it here or it would reconnect forever.
-		nc.Close()
-		return fmt.Errorf("dev: start: %w", err)
 	}
 	fmt.Fprintf(env.stderr, "otelfleet dev: NATS %s · admin http://%s · services %s · data %s\n",
 		srv.ClientURL(), s.AdminAddr, strings.Join(names(selected), ","), o.dataDir)
@@ -180,10 +177,123 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	<-ctx.Done()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), s.StopTimeout)
 	defer cancelStop()
-	if err := app.Stop(stopCtx); err != nil {
+	var errs []error
+	for i := len(apps) - 1; i >= 0; i-- {
+		errs = append(errs, apps[i].Stop(stopCtx))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dev: stop: %w", err)
 	}
 	return nil
+}
+
+// devApp is one fx app of `otelfleet dev`: its NATS identity ("" without --auth, where
+// one app runs everything) and its modules.
+type devApp struct {
+	identity string
+	opts     []fx.Option
+}
+
+// devApps lays the stack out: without --auth, one app and one connection for everything;
+// with it, one app per identity of deploy/nats/auth.conf (each service, the router, each
+// sink, the simulator), so every part runs with exactly the rights it has in production.
+func devApps(o *devOptions, selected []devService) []devApp {
+	sinkConfig := otlpsink.DefaultConfig()
+	sinkConfig.GRPCAddr, sinkConfig.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	sinks := func(offset, n int) fx.Option {
+		return fx.Options(otlpsink.Module(otlpsink.Fleet{Count: n, Offset: offset, Config: sinkConfig, CapacityQPS: 50000, Readings: healthReadings}), fx.Invoke(func(otlpsink.Sinks) {}))
+	}
+	if !o.auth {
+		opts := []fx.Option{configwatch.Module}
+		for _, svc := range selected {
+			opts = append(opts, svc.module(o), registration.SelfModule(svc.name))
+		}
+		if o.runRouter {
+			opts = append(opts, routersvc.Module(o.router)) // it registers itself
+		}
+		if o.sinks > 0 {
+			opts = append(opts, sinks(0, o.sinks))
+		}
+		if o.simulate {
+			opts = append(opts, simfleet.Module(simfleet.DefaultConfig()))
+		}
+		return []devApp{{opts: opts}}
+	}
+	var out []devApp
+	for _, svc := range selected {
+		out = append(out, devApp{identity: svc.name, opts: []fx.Option{configwatch.Module, svc.module(o), registration.SelfModule(svc.name)}})
+	}
+	if o.runRouter {
+		out = append(out, devApp{identity: "router", opts: []fx.Option{configwatch.Module, routersvc.Module(o.router)}})
+	}
+	for i := range o.sinks {
+		out = append(out, devApp{identity: fmt.Sprintf("sink-%d", i+1), opts: []fx.Option{sinks(i, 1)}})
+	}
+	if o.simulate {
+		out = append(out, devApp{identity: "simulate", opts: []fx.Option{simfleet.Module(simfleet.DefaultConfig())}})
+	}
+	return out
+}
+
+// startDevApps builds and starts the apps in order. With identities, the first app keeps
+// s.AdminAddr and provisions the streams and buckets (the config service's right); the
+// others serve their admin endpoints on free loopback ports and wait for the buckets.
+// On a failure the apps already started are stopped.
+func startDevApps(ctx context.Context, s platform.Settings, layout []devApp) ([]*fx.App, error) {
+	var apps []*fx.App
+	stopAll := func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), s.StopTimeout)
+		defer cancel()
+		for i := len(apps) - 1; i >= 0; i-- {
+			_ = apps[i].Stop(stopCtx)
+		}
+	}
+	for i, a := range layout {
+		as := s
+		if a.identity != "" {
+			as.Process = a.identity
+			as.NATS.User, as.NATS.Password = a.identity, os.Getenv(passwordVar(a.identity))
+			as.Provision = i == 0 && a.identity == "config"
+			as.Reconcile = as.Provision
+			if i > 0 {
+				as.AdminAddr = "127.0.0.1:0"
+			}
+		}
+		var nc *nats.Conn
+		app := fx.New(append([]fx.Option{platform.Options(as), platform.Module(as)}, append(a.opts, fx.Populate(&nc))...)...)
+		if err := app.Err(); err != nil {
+			stopAll()
+			return nil, err
+		}
+		startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := app.Start(startCtx)
+		cancel()
+		if err != nil {
+			// fx rolls back the hooks that started; the connection was opened by a
+			// constructor, so close it here or it would reconnect forever.
+			if nc != nil {
+				nc.Close()
+			}
+			stopAll()
+			return nil, fmt.Errorf("dev: start %s: %w", cmp.Or(a.identity, "services"), err)
+		}
+		apps = append(apps, app)
+	}
+	return apps, nil
+}
+
+// passwordVar is the environment variable of an identity's password in
+// deploy/nats/auth.conf: OTELFLEET_PASSWORD_<USER>, upper case, '-' as '_'.
+func passwordVar(identity string) string {
+	return "OTELFLEET_PASSWORD_" + strings.ToUpper(strings.ReplaceAll(identity, "-", "_"))
+}
+
+func names(ss []devService) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.name
+	}
+	return out
 }
 
 // bindDevSettings registers the shared settings that make sense for the dev stack.
@@ -194,12 +304,4 @@ func bindDevSettings(k *knobs.Set, s *platform.Settings) {
 	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")
 	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL")
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL")
-}
-
-func names(ss []devService) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = s.name
-	}
-	return out
 }

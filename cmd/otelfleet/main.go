@@ -25,6 +25,8 @@ var commands = []command{
 	{name: "lock", summary: "run a command while holding a distributed lock", run: runLock},
 	{name: "sink", summary: "run a real OTLP backend that registers as a collector, reports its load and counts spans per trace", run: runSink},
 	{name: "simulate", summary: "run a simulated fleet of collectors that register and report load", run: runSimulate},
+	{name: "proxy", summary: "publish one port in front of every replica of a scaled service (TCP, re-resolving its DNS name)", run: runProxy},
+	{name: "health", summary: "probe a /readyz or /healthz URL: exit 0 when it answers 200 (container healthchecks)", run: runHealth},
 	{name: "events", summary: "tail lifecycle events (or load reports: events 'otlp.load.>') readably", run: runEvents},
 	{name: "version", summary: "print the version", run: runVersion},
 }

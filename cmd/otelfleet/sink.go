@@ -17,6 +17,8 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/otlpsink"
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
+	"github.com/otelfleet/otelfleet/pkg/sysstat"
 )
 
 const sinkUsage = `sink [--region R] [--id ID] [--capacity-qps N] [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]
@@ -39,7 +41,19 @@ type sinkOptions struct {
 	adminAddr string
 	interval  time.Duration
 	register  bool
+	hostCPU   bool
 	logLevel  string
+}
+
+// processCPU judges the "cpu" health check by the sink's own share of the host's CPUs
+// instead of the host's (--host-cpu-health=false): a backend sharing a saturated host.
+type processCPU struct{ s registration.Sampler }
+
+// Sample implements registration.Sampler.
+func (p processCPU) Sample() (sysstat.Reading, error) {
+	r, err := p.s.Sample()
+	r.HostCPU = r.ProcessCPU
+	return r, err
 }
 
 func runSink(ctx context.Context, env *cliEnv, args []string) error {
@@ -52,6 +66,7 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.adminAddr, "admin-addr", "ADMIN_ADDR", "127.0.0.1:18888", "admin HTTP address: /metrics, /healthz, /readyz, /v1/sink (port 0: any free port)")
 	k.Duration(&o.interval, "report-interval", "SINK_REPORT_INTERVAL", time.Second, "time between load reports")
 	k.Bool(&o.register, "register", "SINK_REGISTER", true, "register in the fleet and report load (false: a receiver only, no NATS needed)")
+	k.Bool(&o.hostCPU, "host-cpu-health", "SINK_HOST_CPU_HEALTH", true, "judge the registration's cpu check by the host's CPU (false: by the sink's own CPU share, for a sink on a busy shared host)")
 	k.String(&o.logLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -97,9 +112,13 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
+		readings := healthReadings
+		if !o.hostCPU && readings == nil {
+			readings = processCPU{s: sysstat.NewSampler()}
+		}
 		member, err = sink.Join(nc, kv, ns, otlpsink.MemberConfig{
 			Region: o.region, ID: o.id, CapacityQPS: o.capacity, Interval: o.interval,
-			Version: platform.Version, Registerer: reg, Readings: healthReadings,
+			Version: platform.Version, Registerer: reg, Readings: readings,
 		}, log)
 		if err != nil {
 			return usageError("sink: %v", err)
@@ -108,7 +127,7 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 		ready = member.Ready
 	}
 
-	admin, err := serveSinkAdmin(o.adminAddr, reg, sink, ready, log)
+	admin, err := serveAdmin("sink", o.adminAddr, reg, ready, log, func(mux *http.ServeMux) { mux.Handle("GET /v1/sink", sink.Handler()) })
 	if err != nil {
 		return refused(err)
 	}
@@ -150,19 +169,19 @@ func (o sinkOptions) validate() error {
 	return errors.Join(errs...)
 }
 
-// sinkAdmin is the sink's admin server.
-type sinkAdmin struct {
+// cmdAdmin is the admin server of a long-running command (sink, proxy).
+type cmdAdmin struct {
 	srv  *http.Server
 	addr string
 	done chan struct{}
 }
 
-// serveSinkAdmin serves /metrics, /healthz, /readyz (ready while ready returns nil) and
-// /v1/sink on addr.
-func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, ready func() error, log *slog.Logger) (*sinkAdmin, error) {
+// serveAdmin serves /metrics, /healthz, /readyz (ready while ready returns nil) and what
+// handle adds on addr, for command cmd.
+func serveAdmin(cmd, addr string, reg *prometheus.Registry, ready func() error, log *slog.Logger, handle func(*http.ServeMux)) (*cmdAdmin, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("sink: --admin-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("%s: --admin-addr %s: %w", cmd, addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -174,8 +193,8 @@ func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, 
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /v1/sink", sink.Handler())
-	a := &sinkAdmin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan struct{})}
+	handle(mux)
+	a := &cmdAdmin{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -186,7 +205,7 @@ func serveSinkAdmin(addr string, reg *prometheus.Registry, sink *otlpsink.Sink, 
 }
 
 // Shutdown stops the server gracefully until ctx ends and waits for it.
-func (a *sinkAdmin) Shutdown(ctx context.Context) error {
+func (a *cmdAdmin) Shutdown(ctx context.Context) error {
 	err := a.srv.Shutdown(ctx)
 	if err != nil {
 		a.srv.Close()

@@ -39,12 +39,15 @@ type Options struct {
 	Token string
 	// CAFile is an extra root CA for tls:// servers (env NATS_CA).
 	CAFile string
+	// CertFile and KeyFile are a client certificate and its key for servers that
+	// verify clients (mutual TLS; env NATS_CERT, NATS_KEY). Both or neither.
+	CertFile, KeyFile string
 	// Name is the client connection name shown by the server (e.g. "otelfleet-config").
 	Name string
 }
 
-// OptionsFromEnv reads NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_TOKEN and
-// NATS_CA. A missing NATS_URL means DefaultURL.
+// OptionsFromEnv reads NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_TOKEN,
+// NATS_CA, NATS_CERT and NATS_KEY. A missing NATS_URL means DefaultURL.
 func OptionsFromEnv() Options {
 	o := Options{
 		URL:       os.Getenv("NATS_URL"),
@@ -53,6 +56,8 @@ func OptionsFromEnv() Options {
 		Password:  os.Getenv("NATS_PASSWORD"),
 		Token:     os.Getenv("NATS_TOKEN"),
 		CAFile:    os.Getenv("NATS_CA"),
+		CertFile:  os.Getenv("NATS_CERT"),
+		KeyFile:   os.Getenv("NATS_KEY"),
 	}
 	if o.URL == "" {
 		o.URL = DefaultURL
@@ -79,6 +84,9 @@ func (o Options) Validate() error {
 	if o.Token != "" {
 		methods++
 	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("NATS_CERT and NATS_KEY: set both or neither"))
+	}
 	if methods > 1 {
 		errs = append(errs, errors.New("NATS_CREDS, NATS_USER/NATS_PASSWORD and NATS_TOKEN: set at most one"))
 	}
@@ -100,6 +108,9 @@ func (o Options) natsOptions() []nats.Option {
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
 	}
 	return opts
 }

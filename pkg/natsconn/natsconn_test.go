@@ -14,6 +14,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/testcerts"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -101,5 +102,66 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if err := (natsconn.Options{URL: "nats://x", Password: "p"}).Validate(); err == nil || !strings.Contains(err.Error(), "NATS_USER") {
 		t.Errorf("password without user: %v", err)
+	}
+}
+
+// TestUseExistingWaitsForTheProvisioner: with UseExisting nothing is created (a missing
+// stream or bucket is ErrNotProvisioned); once another process provisioned, it binds.
+func TestUseExistingWaitsForTheProvisioner(t *testing.T) {
+	srv := natstest.Run(t)
+	_, js := srv.JetStream(t)
+	ctx := context.Background()
+	l := natsconn.DefaultLayout()
+	l.UseExisting = true
+	if _, err := natsconn.Provision(ctx, js, l); !errors.Is(err, natsconn.ErrNotProvisioned) {
+		t.Fatalf("Provision with UseExisting on an empty server: %v, want ErrNotProvisioned", err)
+	}
+	names := js.StreamNames(ctx)
+	for n := range names.Name() {
+		t.Errorf("UseExisting created stream %s", n)
+	}
+	if _, err := natsconn.Provision(ctx, js, natsconn.DefaultLayout()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := natsconn.Provision(ctx, js, l)
+	if err != nil {
+		t.Fatalf("Provision with UseExisting after provisioning: %v", err)
+	}
+	if b.Config == nil || b.Sampling == nil || b.Rollouts == nil {
+		t.Error("buckets not bound")
+	}
+}
+
+// TestConnectMutualTLS: a tls:// server that verifies clients accepts a connection with
+// --nats-ca, --nats-cert and --nats-key and refuses one without the client certificate.
+func TestConnectMutualTLS(t *testing.T) {
+	set, err := testcerts.WriteSet(t.TempDir(), time.Hour, "config", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := set.ServerTLS(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Run(t, natstest.TLS(cfg))
+	if !strings.HasPrefix(srv.URL(), "tls://") {
+		t.Fatalf("URL %s", srv.URL())
+	}
+	o := natsconn.Options{URL: srv.URL(), CAFile: set.CAFile, CertFile: set.ClientCertFile, KeyFile: set.ClientKeyFile}
+	nc, err := natsconn.Dial(o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("mutual TLS: %v", err)
+	}
+	if !nc.TLSRequired() {
+		t.Error("connection without TLS")
+	}
+	nc.Close()
+	o.CertFile, o.KeyFile = "", ""
+	if nc, err := natsconn.Dial(o, 5*time.Second); err == nil {
+		nc.Close()
+		t.Fatal("a client without a certificate connected")
+	}
+	if err := (natsconn.Options{URL: srv.URL(), CertFile: set.ClientCertFile}).Validate(); err == nil || !strings.Contains(err.Error(), "NATS_KEY") {
+		t.Errorf("cert without key: %v", err)
 	}
 }

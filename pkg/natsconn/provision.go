@@ -39,7 +39,16 @@ type Layout struct {
 	// creator, or whoever reconciles (`otelfleet dev`, or RECONCILE_BUCKETS=true),
 	// decides. Clients read the TTL from the bucket, never from their own settings.
 	Reconcile bool
+	// UseExisting makes Provision create nothing: every stream and bucket must exist, and
+	// a missing one is an error wrapping ErrNotProvisioned (env PROVISION_BUCKETS=false).
+	// For identities without create rights, which wait for the one that provisions
+	// (the config service in deploy/nats/auth.conf). It wins over Reconcile.
+	UseExisting bool
 }
+
+// ErrNotProvisioned is returned by Provision with Layout.UseExisting when a stream or
+// bucket of the contract does not exist yet.
+var ErrNotProvisioned = errors.New("not provisioned yet (created by the identity that provisions, e.g. the config service)")
 
 // DefaultLayout is the layout of a laptop deployment.
 func DefaultLayout() Layout {
@@ -158,11 +167,26 @@ var bucketSpecs = []bucketSpec{
 
 // Provision creates or updates the contract's streams and KV buckets. It is idempotent:
 // running it again, from any number of processes, converges on the same configuration.
+// Without Reconcile it looks every stream and bucket up first and creates only what is
+// missing, so an identity that may not create or update streams works once they exist;
+// with UseExisting it creates nothing.
 func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
 	for _, sc := range streamSpecs(l) {
+		if !l.Reconcile || l.UseExisting {
+			_, err := js.Stream(ctx, sc.Name)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil, fmt.Errorf("provision stream %s: %w", sc.Name, err)
+			}
+			if l.UseExisting {
+				return nil, fmt.Errorf("stream %s: %w", sc.Name, ErrNotProvisioned)
+			}
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("provision stream %s: %w", sc.Name, err)
 		}
@@ -170,7 +194,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets,
 	out := &Buckets{}
 	for _, spec := range bucketSpecs {
 		kc := spec.config(l)
-		if !l.Reconcile {
+		if !l.Reconcile || l.UseExisting {
 			kv, err := js.KeyValue(ctx, kc.Bucket)
 			if err == nil {
 				if d, err := differences(ctx, kv, kc); err == nil {
@@ -181,6 +205,9 @@ func Provision(ctx context.Context, js jetstream.JetStream, l Layout) (*Buckets,
 			}
 			if !errors.Is(err, jetstream.ErrBucketNotFound) {
 				return nil, fmt.Errorf("provision KV bucket %s: %w", kc.Bucket, err)
+			}
+			if l.UseExisting {
+				return nil, fmt.Errorf("KV bucket %s: %w", kc.Bucket, ErrNotProvisioned)
 			}
 		}
 		kv, err := js.CreateOrUpdateKeyValue(ctx, kc)

@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"net"
 	"sync"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/natsembed"
 )
 
 // Server is a running in-process nats-server with JetStream.
@@ -21,11 +24,60 @@ type Server struct {
 	opts *server.Options
 }
 
-// Run starts a JetStream-enabled server on a random loopback port with its store in
-// t.TempDir(). The server is shut down when the test ends.
-func Run(t testing.TB) *Server {
+// Option changes the server options before the server starts.
+type Option func(*server.Options)
+
+// ConfigFile loads a nats-server configuration file (with its includes and variables),
+// for example the shipped deploy/nats/dev.conf with its identities and permissions. The
+// listen address, store directory, HTTP monitoring and logging are then set by Run as
+// for any test server; everything else (authorization, limits, TLS) comes from the file.
+// A file that does not load fails the test.
+func ConfigFile(t testing.TB, path string) Option {
 	t.Helper()
-	opts := &server.Options{
+	fo, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("natstest: config file %s: %v", path, err)
+	}
+	return func(o *server.Options) {
+		keep := *o
+		*o = *fo
+		o.Host, o.Port, o.JetStream, o.StoreDir = keep.Host, keep.Port, true, keep.StoreDir
+		o.NoLog, o.NoSigs, o.HTTPPort, o.HTTPHost = keep.NoLog, keep.NoSigs, 0, ""
+	}
+}
+
+// EnvFile sets, for the rest of the test, the environment variables of a KEY=VALUE file
+// (blank lines and # comments skipped), such as deploy/nats/dev.env with the passwords a
+// ConfigFile refers to, and returns them. Call it before ConfigFile.
+func EnvFile(t testing.TB, path string) map[string]string {
+	t.Helper()
+	kvs, err := natsembed.ReadEnvFile(path)
+	if err != nil {
+		t.Fatalf("natstest: env file: %v", err)
+	}
+	out := map[string]string{}
+	for _, kv := range kvs {
+		t.Setenv(kv[0], kv[1])
+		out[kv[0]] = kv[1]
+	}
+	return out
+}
+
+// TLS makes the server require TLS with cfg (server certificate; ClientCAs and
+// ClientAuth for mutual TLS). Clients then connect with tls:// URLs.
+func TLS(cfg *tls.Config) Option {
+	return func(o *server.Options) {
+		o.TLS, o.TLSConfig = true, cfg
+		o.TLSVerify = cfg.ClientAuth == tls.RequireAndVerifyClientCert
+		o.TLSTimeout = 5
+	}
+}
+
+// Run starts a JetStream-enabled server on a random loopback port with its store in
+// t.TempDir(), changed by opts. The server is shut down when the test ends.
+func Run(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	o := &server.Options{
 		Host:      "127.0.0.1",
 		Port:      -1,
 		JetStream: true,
@@ -33,10 +85,13 @@ func Run(t testing.TB) *Server {
 		NoLog:     true,
 		NoSigs:    true,
 	}
-	s := &Server{opts: opts}
+	for _, opt := range opts {
+		opt(o)
+	}
+	s := &Server{opts: o}
 	s.start(t)
 	// Pin the port so a restart comes back at the same address.
-	opts.Port = s.Addr().(*net.TCPAddr).Port
+	o.Port = s.Addr().(*net.TCPAddr).Port
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -55,8 +110,13 @@ func (s *Server) start(t testing.TB) {
 	s.Server = srv
 }
 
-// URL is the client URL of the server.
-func (s *Server) URL() string { return s.ClientURL() }
+// URL is the client URL of the server (tls:// when the server requires TLS).
+func (s *Server) URL() string {
+	if s.opts.TLS {
+		return "tls://" + s.Addr().String()
+	}
+	return s.ClientURL()
+}
 
 // Stop shuts the server down and waits until it is gone. Safe to call twice.
 func (s *Server) Stop() {

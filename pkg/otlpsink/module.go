@@ -15,8 +15,11 @@ import (
 
 // Fleet describes the sinks Module runs.
 type Fleet struct {
-	// Count is how many sinks to run, with ids <Prefix>-1 .. <Prefix>-<Count>.
+	// Count is how many sinks to run, with ids <Prefix>-<Offset+1> .. <Prefix>-<Offset+Count>.
 	Count int
+	// Offset shifts the ids (default 0: the first sink is <Prefix>-1), so that apps of one
+	// sink each, one NATS identity per sink, get the ids their identities allow.
+	Offset int
 	// Prefix of the sink ids (default "sink").
 	Prefix string
 	// Region the sinks register in (default the app's Settings.Region).
@@ -59,7 +62,7 @@ func provide(p ModuleParams, f Fleet) (Sinks, error) {
 	sinks := make(Sinks, f.Count)
 	ids := make([]string, f.Count)
 	for i := range sinks {
-		ids[i] = fmt.Sprintf("%s-%d", f.Prefix, i+1)
+		ids[i] = fmt.Sprintf("%s-%d", f.Prefix, f.Offset+i+1)
 		var reg prometheus.Registerer
 		if p.Reg != nil {
 			reg = prometheus.WrapRegistererWith(prometheus.Labels{"sink": ids[i]}, p.Reg)

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -95,7 +96,11 @@ func (c *Contract) run() {
 			if ctx.Err() != nil {
 				return backoff.Permanent(ctx.Err())
 			}
-			c.log.Warn("provisioning streams and buckets failed, retrying", "err", err)
+			if errors.Is(err, natsconn.ErrNotProvisioned) {
+				c.log.Info("waiting for the streams and buckets to be provisioned", "err", err)
+			} else {
+				c.log.Warn("provisioning streams and buckets failed, retrying", "err", err)
+			}
 			return err
 		}
 		for _, d := range buckets.Differences {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -186,8 +187,22 @@ type Loader interface {
 	Load() error
 }
 
+// runHealthcheck probes the /readyz of the process on adminAddr and returns the exit
+// status: 0 ready, 1 not (the reason on stderr).
+func runHealthcheck(process, adminAddr string) int {
+	url, err := ProbeURL(adminAddr, "/readyz")
+	if err == nil {
+		err = Probe(context.Background(), url, 3*time.Second)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "otelfleet-%s: %v\n", process, err)
+		return 1
+	}
+	return 0
+}
+
 // Main runs a standalone service binary: it binds the shared settings and cfg to flags
-// and environment, exits with status 2 naming every bad value, then runs the app made of
+// and environment (--healthcheck probes a running instance's /readyz instead and exits), exits with status 2 naming every bad value, then runs the app made of
 // Module and modules() until SIGINT or SIGTERM. modules is called after parsing, so it
 // sees cfg's final values.
 func Main(process string, cfg ServiceConfig, modules func() fx.Option) {
@@ -195,7 +210,11 @@ func Main(process string, cfg ServiceConfig, modules func() fx.Option) {
 	k := knobs.New(flag.CommandLine)
 	s.Bind(k)
 	cfg.Bind(k)
+	healthcheck := flag.Bool("healthcheck", false, "probe this process's own /readyz on --admin-addr and exit 0 when ready, 1 when not (the container healthcheck)")
 	flag.Parse()
+	if *healthcheck {
+		os.Exit(runHealthcheck(process, s.AdminAddr))
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "otelfleet-%s: unexpected arguments %q (every setting is a flag; see --help)\n", process, flag.Args())
 		os.Exit(2)

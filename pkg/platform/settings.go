@@ -47,6 +47,10 @@ type Settings struct {
 	// Reconcile updates existing buckets to RegistryTTL, LeaseTTL and Replicas (env
 	// RECONCILE_BUCKETS); off, existing buckets are used as they are.
 	Reconcile bool
+	// Provision creates missing streams and buckets (env PROVISION_BUCKETS, default
+	// true). False for identities without create rights: the process waits, retrying,
+	// until the provisioning identity (the config service) has created them.
+	Provision bool
 	// StopTimeout bounds graceful shutdown.
 	StopTimeout time.Duration
 }
@@ -65,6 +69,7 @@ func DefaultSettings(process string) Settings {
 		RegistryTTL: natsconn.DefaultRegistryTTL,
 		LeaseTTL:    natsconn.DefaultLeaseTTL,
 		Replicas:    1,
+		Provision:   true,
 		StopTimeout: 5 * time.Second,
 	}
 }
@@ -108,9 +113,12 @@ func (s *Settings) Bind(k *knobs.Set) {
 	k.String(&s.NATS.Password, "nats-password", "NATS_PASSWORD", s.NATS.Password, "NATS password")
 	k.String(&s.NATS.Token, "nats-token", "NATS_TOKEN", s.NATS.Token, "NATS token")
 	k.String(&s.NATS.CAFile, "nats-ca", "NATS_CA", s.NATS.CAFile, "extra root CA file for tls:// servers")
+	k.String(&s.NATS.CertFile, "nats-cert", "NATS_CERT", s.NATS.CertFile, "client certificate file for NATS mutual TLS (with --nats-key)")
+	k.String(&s.NATS.KeyFile, "nats-key", "NATS_KEY", s.NATS.KeyFile, "client key file for NATS mutual TLS (with --nats-cert)")
 	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL: an instance that stops heart-beating expires after it")
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL: failover takes about this long after a leader dies")
 	k.Int(&s.Replicas, "js-replicas", "JS_REPLICAS", s.Replicas, "replicas of streams and buckets (3 in a JetStream cluster)")
+	k.Bool(&s.Provision, "provision-buckets", "PROVISION_BUCKETS", s.Provision, "create missing streams and buckets; false: wait until another process (the config service) has (for NATS identities without create rights)")
 	k.Bool(&s.Reconcile, "reconcile-buckets", "RECONCILE_BUCKETS", s.Reconcile, "update existing buckets to --registry-ttl, --lease-ttl and --js-replicas (otherwise the first creator's settings stay)")
 }
 
@@ -123,7 +131,7 @@ func (s Settings) Layout() (natsconn.Layout, error) {
 	if err != nil {
 		return natsconn.Layout{}, err
 	}
-	return natsconn.Layout{Namespace: ns, RegistryTTL: s.RegistryTTL, LeaseTTL: s.LeaseTTL, Replicas: s.Replicas, Reconcile: s.Reconcile}, nil
+	return natsconn.Layout{Namespace: ns, RegistryTTL: s.RegistryTTL, LeaseTTL: s.LeaseTTL, Replicas: s.Replicas, Reconcile: s.Reconcile, UseExisting: !s.Provision}, nil
 }
 
 // Validate reports every invalid setting, naming the flag.

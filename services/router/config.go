@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -72,6 +73,18 @@ type Config struct {
 	// ReportInterval is how often the router publishes its load report (flag
 	// --router-report-interval, env ROUTER_REPORT_INTERVAL; default 1s).
 	ReportInterval time.Duration
+	// TLSCertFile and TLSKeyFile make both receivers serve TLS with this certificate
+	// (flags --otlp-tls-cert, --otlp-tls-key, env OTLP_TLS_CERT, OTLP_TLS_KEY; default
+	// none: plaintext). Both or neither. Rotated files are picked up by new connections.
+	TLSCertFile, TLSKeyFile string
+	// TLSClientCAFile makes the receivers require client certificates signed by this CA
+	// (mutual TLS; flag --otlp-tls-client-ca, env OTLP_TLS_CLIENT_CA). Needs TLSCertFile.
+	TLSClientCAFile string
+	// BearerToken, if set, is required on every OTLP request as "Authorization: Bearer
+	// <token>" (gRPC metadata authorization); others get 401 / UNAUTHENTICATED (flag
+	// --otlp-bearer-token, env OTLP_BEARER_TOKEN). BearerTokenFile reads it from a file
+	// instead (flag --otlp-bearer-token-file, env OTLP_BEARER_TOKEN_FILE). At most one.
+	BearerToken, BearerTokenFile string
 }
 
 // DefaultConfig returns the defaults: :4317 and :4318, 8 MiB requests, 32 MiB
@@ -103,6 +116,11 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.Duration(&c.ExportTimeout, "export-timeout", "ROUTER_EXPORT_TIMEOUT", c.ExportTimeout, "timeout of one export call to a backend")
 	k.Int(&c.QueueBytes, "queue-bytes", "ROUTER_QUEUE_BYTES", c.QueueBytes, "byte limit of each backend's queue")
 	k.Duration(&c.ReportInterval, "router-report-interval", "ROUTER_REPORT_INTERVAL", c.ReportInterval, "how often the router publishes its load report")
+	k.String(&c.TLSCertFile, "otlp-tls-cert", "OTLP_TLS_CERT", c.TLSCertFile, "certificate file: the OTLP receivers serve TLS (with --otlp-tls-key)")
+	k.String(&c.TLSKeyFile, "otlp-tls-key", "OTLP_TLS_KEY", c.TLSKeyFile, "key file of --otlp-tls-cert")
+	k.String(&c.TLSClientCAFile, "otlp-tls-client-ca", "OTLP_TLS_CLIENT_CA", c.TLSClientCAFile, "CA file: the OTLP receivers require client certificates it signed (mutual TLS)")
+	k.String(&c.BearerToken, "otlp-bearer-token", "OTLP_BEARER_TOKEN", c.BearerToken, "token every OTLP request must carry as Authorization: Bearer <token> (401 / UNAUTHENTICATED otherwise)")
+	k.String(&c.BearerTokenFile, "otlp-bearer-token-file", "OTLP_BEARER_TOKEN_FILE", c.BearerTokenFile, "file holding the --otlp-bearer-token")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -115,6 +133,18 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			bad("%s %q: want host:port or :port (%v)", a.flag, a.v, err)
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("--otlp-tls-cert and --otlp-tls-key: set both or neither")
+	}
+	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
+		bad("--otlp-tls-client-ca %q: needs --otlp-tls-cert and --otlp-tls-key", c.TLSClientCAFile)
+	}
+	if c.BearerToken != "" && c.BearerTokenFile != "" {
+		bad("--otlp-bearer-token and --otlp-bearer-token-file: set at most one")
+	}
+	if strings.ContainsAny(c.BearerToken, " \t\r\n") {
+		bad("--otlp-bearer-token: must not contain white space")
 	}
 	if c.AdvertiseAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err == nil {

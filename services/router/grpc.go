@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/gzip" // gzip request compression
 	"google.golang.org/grpc/mem"
@@ -126,17 +127,25 @@ func init() { encoding.RegisterCompressor(&zstdCompressor{}) }
 // (after decompression; gRPC checks both sizes against it), refused before they are read
 // while the router is full.
 func (s *Service) grpcServer() *grpc.Server {
-	srv := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(s.cfg.MaxDecompressedBytes),
-		grpc.InTapHandle(func(ctx context.Context, _ *tap.Info) (context.Context, error) {
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			if !s.auth.authorized(firstOf(info.Header.Get("authorization"))) {
+				s.m.requests.WithLabelValues("any", outcomeUnauthenticated).Inc()
+				return ctx, status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata authorization: Bearer <token>)")
+			}
 			if !s.mem.admit() {
 				s.m.requests.WithLabelValues("any", outcomeBusy).Inc()
 				return ctx, grpcStatus(busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit))
 			}
 			return ctx, nil
 		}),
-	)
+	}
+	if s.auth.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.auth.tls)))
+	}
+	srv := grpc.NewServer(opts...)
 	for _, gs := range grpcServices {
 		sig := gs.sig
 		srv.RegisterService(&grpc.ServiceDesc{
@@ -208,4 +217,12 @@ func retryAfterOf(err error) (time.Duration, bool) {
 		}
 	}
 	return 0, false
+}
+
+// firstOf is the first of a metadata key's values, or "".
+func firstOf(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }

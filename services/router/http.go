@@ -34,6 +34,12 @@ func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
 		if ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err == nil && ct == contentJSON {
 			isJSON = true
 		}
+		if !s.auth.authorized(req.Header.Get("Authorization")) {
+			s.m.requests.WithLabelValues(sig.String(), outcomeUnauthenticated).Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="otlp"`)
+			s.writeHTTPError(w, sig, isJSON, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <token>)")
+			return
+		}
 		if req.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			s.writeHTTPError(w, sig, isJSON, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed; OTLP/HTTP takes POST")

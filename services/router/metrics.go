@@ -17,6 +17,8 @@ const (
 	outcomeMalformed   = "malformed"
 	outcomeTooLarge    = "too_large"
 	outcomeUnsupported = "unsupported"
+	// outcomeUnauthenticated: no or a wrong bearer token.
+	outcomeUnauthenticated = "unauthenticated"
 )
 
 func (r *refusal) outcome() string {

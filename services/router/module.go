@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -96,7 +97,10 @@ func (s *Service) Receivers() *Receivers {
 	return &Receivers{
 		s:    s,
 		grpc: s.grpcServer(),
-		http: &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute},
+		http: &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			// TLS handshake failures (no client certificate, unknown CA) are the client's
+			// problem: debug, not stderr.
+			ErrorLog: slog.NewLogLogger(s.log.With("component", "otlp-http").Handler(), slog.LevelDebug)},
 	}
 }
 
@@ -112,7 +116,8 @@ func (r *Receivers) Start() error {
 		return fmt.Errorf("router: listen on %s (set --otlp-http-addr or OTLP_HTTP_ADDR): %w", r.s.cfg.HTTPAddr, err)
 	}
 	r.s.setListenAddrs(gl.Addr(), hl.Addr())
-	r.s.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
+	r.s.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(),
+		"tls", r.s.auth.tls != nil, "client_certs", r.s.auth.tls != nil && r.s.auth.tls.ClientCAs != nil, "bearer_token", r.s.auth.token != nil)
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
@@ -122,7 +127,12 @@ func (r *Receivers) Start() error {
 	}()
 	go func() {
 		defer r.wg.Done()
-		if err := r.http.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return r.http.Serve(hl) }
+		if r.s.auth.tls != nil {
+			r.http.TLSConfig = r.s.auth.tls.Clone()
+			serve = func() error { return r.http.ServeTLS(hl, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.s.log.Error("OTLP/HTTP receiver stopped", "err", err)
 		}
 	}()

@@ -99,21 +99,31 @@ func traceRequest(t testing.TB, svc string, id [16]byte, n int) []byte {
 
 func post(t *testing.T, url, ctype, enc string, body []byte) (int, http.Header, string) {
 	t.Helper()
+	code, hdr, b, err := postWith(http.DefaultClient, url, map[string]string{"Content-Type": ctype, "Content-Encoding": enc}, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, hdr, b
+}
+
+// postWith posts body to url with client c and the non-empty headers of hdr.
+func postWith(c *http.Client, url string, hdr map[string]string, body []byte) (int, http.Header, string, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
-	req.Header.Set("Content-Type", ctype)
-	if enc != "" {
-		req.Header.Set("Content-Encoding", enc)
+	for k, v := range hdr {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return resp.StatusCode, resp.Header, string(b), nil
 }
 
 func gzipped(b []byte) []byte {

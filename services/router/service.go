@@ -50,11 +50,12 @@ type Deps struct {
 // Service is one OTLP router. Create it with New; Start it once the contract's buckets
 // exist; Stop it after its receivers stopped taking requests.
 type Service struct {
-	cfg Config
-	d   Deps
-	log *slog.Logger
-	m   *metrics
-	mem *memory
+	cfg  Config
+	auth *receiverAuth
+	d    Deps
+	log  *slog.Logger
+	m    *metrics
+	mem  *memory
 
 	exp     *export.Exporter
 	rr      *rerouter
@@ -120,6 +121,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		listening: make(chan struct{}),
 	}
 	s.rr = newRerouter(s)
+	var err error
+	if s.auth, err = newReceiverAuth(cfg); err != nil {
+		return nil, err
+	}
 	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add,
 		export.WithRegisterer(d.Registerer), export.WithLogger(d.Log.With("component", "export")))
 	if err != nil {

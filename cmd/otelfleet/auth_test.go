@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/natstest"
+)
+
+const (
+	authConfig = "../../deploy/nats/nats.conf"
+	authEnv    = "../../deploy/nats/dev.env"
+)
+
+// identity is a client connected as one user of deploy/nats/auth.conf that records the
+// server's permission violations.
+type identity struct {
+	name       string
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	violations chan error
+}
+
+func connectAs(t *testing.T, url, user string) *identity {
+	t.Helper()
+	id := &identity{name: user, violations: make(chan error, 64)}
+	nc, err := nats.Connect(url, nats.UserInfo(user, envOf(t, passwordVar(user))),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case id.violations <- err:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	id.nc = nc
+	if id.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func envOf(t *testing.T, key string) string {
+	t.Helper()
+	v, ok := natsEnv[key]
+	if !ok {
+		t.Fatalf("%s not in %s", key, authEnv)
+	}
+	return v
+}
+
+var natsEnv map[string]string
+
+// refused runs op, which must publish to subject, and checks that the server refuses it
+// with a permission violation naming the subject and that op, if it waits for an answer
+// (a request, a KV operation), fails.
+func (id *identity) refused(t *testing.T, what, subject string, op func(ctx context.Context) error) {
+	t.Helper()
+	id.check(t, what, subject, true, op)
+}
+
+// refusedPublish is refused for a core publish, which returns before the server answers.
+func (id *identity) refusedPublish(t *testing.T, what, subject string) {
+	t.Helper()
+	id.check(t, what, subject, false, func(context.Context) error {
+		if err := id.nc.Publish(subject, []byte(`{}`)); err != nil {
+			return err
+		}
+		return id.nc.Flush()
+	})
+}
+
+func (id *identity) check(t *testing.T, what, subject string, waits bool, op func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- op(ctx) }()
+	want := `"` + subject + `"`
+	for {
+		select {
+		case v := <-id.violations:
+			if !strings.Contains(v.Error(), want) {
+				continue
+			}
+			cancel()
+			if err := <-done; err == nil && waits {
+				t.Errorf("%s: %s succeeded although the server refused %s", id.name, what, subject)
+			}
+			return
+		case err := <-done:
+			// A core publish returns before the server answers; a request gave up first.
+			// Either way the violation must arrive.
+			select {
+			case v := <-id.violations:
+				if strings.Contains(v.Error(), want) {
+					return
+				}
+				t.Errorf("%s: %s: violation %v, want one on %s", id.name, what, v, subject)
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s: %s ended with %v and no permission violation on %s", id.name, what, err, subject)
+			}
+			return
+		}
+	}
+}
+
+func (id *identity) kv(t *testing.T, bucket string) jetstream.KeyValue {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := id.js.KeyValue(ctx, bucket)
+	if err != nil {
+		t.Fatalf("%s: open %s: %v", id.name, bucket, err)
+	}
+	return kv
+}
+
+// TestDevAuthLeastPrivilege runs `otelfleet dev --auth` (every service, the router, three
+// sinks and the simulator, each connecting with its own identity of the shipped
+// deploy/nats config) and checks that the stack works under its permissions, then that
+// every identity is refused what it must not do.
+func TestDevAuthLeastPrivilege(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole dev stack")
+	}
+	natsEnv = natstest.EnvFile(t, authEnv)
+	port := freePort(t)
+	url := "nats://127.0.0.1:" + strconv.Itoa(port)
+	stop := startDevWith(t, t.TempDir(), port, []string{"--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN")},
+		"--auth", "--auth-config", authConfig, "--auth-env", authEnv, "--sinks", "3")
+
+	// admin writes the config through the config service (which writes the bucket).
+	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN"),
+		"config", "set", "-f", examplePath(t), "--by", "tester"); code != exitOK {
+		t.Fatalf("admin config set: exit %d, %s %s", code, out, stderr)
+	}
+	// viewer may read the config but not write it.
+	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER"), "config", "get"); code != exitOK {
+		t.Fatalf("viewer config get: exit %d, %s %s", code, out, stderr)
+	}
+	if code, _, _ := runCLI(t, "--nats", url, "--timeout", "1s", "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER"),
+		"config", "set", "-f", examplePath(t), "--by", "viewer"); code == exitOK {
+		t.Fatal("viewer config set succeeded")
+	}
+
+	viewer := connectAs(t, url, "viewer")
+	ctx := context.Background()
+	b, err := natsconn.OpenBuckets(ctx, viewer.js, events.Default)
+	if err != nil {
+		t.Fatalf("viewer opens the buckets: %v", err)
+	}
+	has := func(kv jetstream.KeyValue, prefix string) bool {
+		keys, err := kv.Keys(ctx)
+		if err != nil {
+			return false
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range []string{"collector.local.sink-1", "collector.local.sink-3", "collector.us-east-1.", "service.router.", "service.sampler.", "service.topology.", "service.registry.", "service.config."} {
+		natstest.Eventually(t, 30*time.Second, func() bool { return has(b.Registry, want) }, "registration %s under its identity", want)
+	}
+	for _, role := range []string{"sampler", "topology"} {
+		natstest.Eventually(t, 30*time.Second, func() bool { return has(b.Leases, role) }, "%s leads under its identity", role)
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool { return has(b.Sampling, events.DecisionKey) }, "the sampler writes a decision")
+
+	// Every service's events and every reporter's load reach their streams.
+	subjects := func(stream string) map[string]uint64 {
+		st, err := viewer.js.Stream(ctx, stream)
+		if err != nil {
+			return nil
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			return nil
+		}
+		return info.State.Subjects
+	}
+	ns := events.Default
+	for _, typ := range []events.EventType{events.EventConfigChanged, events.EventLeaderElected, events.EventRegistryRegistered, events.EventTopologySnapshot, events.EventSamplingDecision} {
+		natstest.Eventually(t, 30*time.Second, func() bool { return subjects(ns.EventsStream())[ns.EventSubject(typ)] > 0 }, "event %s", typ)
+	}
+	for _, subj := range []string{"otlp.load.local.sink-1", "otlp.load.local.sink-3", "otlp.load.us-east-1.sim-us-east-1-1"} {
+		natstest.Eventually(t, 30*time.Second, func() bool { return subjects(ns.LoadStream())[subj] > 0 }, "load on %s", subj)
+	}
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		code, _, _ := runCLI(t, "--nats", url, "--timeout", "2s", "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER"), "router", "status")
+		return code == exitOK
+	}, "viewer asks the router's micro service")
+
+	cfgKey := "$KV." + ns.ConfigBucket() + ".global"
+	decisionKey := "$KV." + ns.SamplingBucket() + "." + events.DecisionKey
+	put := func(kv jetstream.KeyValue, key string) func(context.Context) error {
+		return func(ctx context.Context) error { _, err := kv.Put(ctx, key, []byte(`{}`)); return err }
+	}
+	del := func(kv jetstream.KeyValue, key string) func(context.Context) error {
+		return func(ctx context.Context) error { return kv.Delete(ctx, key) }
+	}
+	for _, user := range []string{"agent", "sink-1", "router", "viewer", "simulate", "admin", "registry", "topology", "sampler"} {
+		id := connectAs(t, url, user)
+		id.refused(t, "write the config", cfgKey, put(id.kv(t, ns.ConfigBucket()), "global"))
+		if user != "sampler" {
+			id.refused(t, "forge a decision", decisionKey, put(id.kv(t, ns.SamplingBucket()), events.DecisionKey))
+		}
+		role := "sampler"
+		if user == "sampler" {
+			role = "topology"
+		}
+		leases := id.kv(t, ns.LeasesBucket())
+		id.refused(t, "take another role's lease", "$KV."+ns.LeasesBucket()+"."+role, func(ctx context.Context) error { _, err := leases.Create(ctx, role, []byte(`{}`)); return err })
+		id.refused(t, "delete another collector's registration", "$KV."+ns.RegistryBucket()+".collector.local.sink-2", del(id.kv(t, ns.RegistryBucket()), "collector.local.sink-2"))
+		id.refused(t, "create a stream", "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
+			_, err := id.js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
+			return err
+		})
+	}
+	agent := connectAs(t, url, "agent")
+	reg := agent.kv(t, ns.RegistryBucket())
+	agent.refused(t, "register as another collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(reg, "collector.local.sink-1"))
+	agent.refusedPublish(t, "publish another collector's load", "otlp.load.local.sink-1")
+	agent.refusedPublish(t, "forge an event", ns.EventSubject(events.EventConfigChanged))
+	agent.refused(t, "call config put", ns.Endpoint(events.ServiceConfig, "put"), func(ctx context.Context) error {
+		_, err := agent.nc.RequestWithContext(ctx, ns.Endpoint(events.ServiceConfig, "put"), []byte(`{}`))
+		return err
+	})
+	// What an agent may do: its own registration key and load subject.
+	if _, err := reg.Put(ctx, "collector.local.agent-1", []byte(`{}`)); err != nil {
+		t.Errorf("agent puts its own registration key: %v", err)
+	}
+	if err := reg.Delete(ctx, "collector.local.agent-1"); err != nil {
+		t.Errorf("agent deletes its own registration key: %v", err)
+	}
+	sim := connectAs(t, url, "simulate")
+	sim.refused(t, "register a real region's collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(sim.kv(t, ns.RegistryBucket()), "collector.local.sink-1"))
+	if code := stop(); code != exitOK {
+		t.Errorf("dev --auth exited %d", code)
+	}
+}
