@@ -354,15 +354,11 @@ func rolloutStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	nc, js, err := env.jetStream()
+	nc, _, kv, err := env.openBucket(ctx, events.Namespace.RolloutsBucket)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, events.Namespace.RolloutsBucket)
-	if err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, env.timeout)
 	defer cancel()
 	entries, err := kvwatch.Current(rctx, kv)

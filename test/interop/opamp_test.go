@@ -468,8 +468,11 @@ func TestRolloutUnderSupervisor(t *testing.T) {
 	st, seen := s.waitRollout(120*time.Second, "v2 rolled back", func(st events.RolloutState) bool {
 		return st.Target.Version == 2 && st.Phase == events.RolloutRolledBack
 	})
-	if st.Reason == "" || st.Good == nil || st.Good.Version != 1 || st.BadVersion != 2 {
-		t.Errorf("rolled back state: reason %q, good %+v, bad version %d; want a reason, good v1, bad v2", st.Reason, st.Good, st.BadVersion)
+	if !strings.Contains(st.Reason, canary) || !strings.Contains(st.Reason, "remote config FAILED") {
+		t.Errorf("rolled back for %q: want the canary %s's remote config FAILED", st.Reason, canary)
+	}
+	if st.Good == nil || st.Good.Version != 1 || st.BadVersion != 2 {
+		t.Errorf("rolled back state: good %+v, bad version %d; want good v1, bad v2", st.Good, st.BadVersion)
 	}
 	failedSeen := versions.saw(canary, 2)
 	for _, x := range seen {
