@@ -398,7 +398,11 @@ func rolloutStatus(ctx context.Context, env *cliEnv, args []string) error {
 		if st.Good != nil {
 			good = fmt.Sprint(st.Good.Version)
 		}
-		fmt.Fprintf(tw, "group %s: version %d %s, wave %d of %d, last good %s, updated %s\n", st.Group, st.Target.Version, strings.ToUpper(st.Phase), st.Wave+1, len(st.Waves), good, since(st.UpdatedAt))
+		waves := fmt.Sprintf("wave %d of %d", st.Wave+1, len(st.Waves))
+		if len(st.Waves) == 0 {
+			waves = "no agent of the group accepts remote config (agents that join later get this version)"
+		}
+		fmt.Fprintf(tw, "group %s: version %d %s, %s, last good %s, updated %s\n", st.Group, st.Target.Version, strings.ToUpper(st.Phase), waves, good, since(st.UpdatedAt))
 		if st.Settled > 0 {
 			fmt.Fprintf(tw, "  %d more agents APPLIED and healthy on version %d (not listed)\n", st.Settled, st.Target.Version)
 		}

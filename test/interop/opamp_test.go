@@ -398,11 +398,8 @@ func TestRolloutUnderSupervisor(t *testing.T) {
 	for i := range 2 {
 		name := fmt.Sprintf("supervisor-%d", i+1)
 		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		// The supervisor gives a collector 3s to start by default; on a loaded machine
-		// the collector can take longer, and the supervisor then exits.
 		cfg := s.render("supervisor.yaml", "/usr/local/bin/otelcol-opamp", filepath.Join(s.interop, "otelcol-opamp"),
-			"/var/lib/otelcol-supervisor", filepath.Join(s.dir, name+"-storage"),
-			"  config_apply_timeout: 5s\n", "  config_apply_timeout: 5s\n  bootstrap_timeout: 60s\n")
+			"/var/lib/otelcol-supervisor", filepath.Join(s.dir, name+"-storage"))
 		renamed := filepath.Join(s.dir, name+".yaml")
 		if err := os.Rename(cfg, renamed); err != nil {
 			t.Fatal(err)
