@@ -51,7 +51,7 @@ func startEnv(t *testing.T, dir, name string, env []string, bin string, args ...
 		p.killTree()
 		if t.Failed() {
 			if out, err := os.ReadFile(logPath); err == nil {
-				t.Logf("--- %s log (last 4 KiB):\n%s", name, tail(out, 4096))
+				t.Logf("--- %s log (last 64 KiB):\n%s", name, tail(out, 64<<10))
 			}
 		}
 	})
