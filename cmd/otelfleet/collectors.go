@@ -354,15 +354,11 @@ func rolloutStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	nc, js, err := env.jetStream()
+	nc, _, kv, err := env.openBucket(ctx, events.Namespace.RolloutsBucket)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	kv, err := env.bucket(ctx, js, events.Namespace.RolloutsBucket)
-	if err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, env.timeout)
 	defer cancel()
 	entries, err := kvwatch.Current(rctx, kv)
@@ -402,7 +398,11 @@ func rolloutStatus(ctx context.Context, env *cliEnv, args []string) error {
 		if st.Good != nil {
 			good = fmt.Sprint(st.Good.Version)
 		}
-		fmt.Fprintf(tw, "group %s: version %d %s, wave %d of %d, last good %s, updated %s\n", st.Group, st.Target.Version, strings.ToUpper(st.Phase), st.Wave+1, len(st.Waves), good, since(st.UpdatedAt))
+		waves := fmt.Sprintf("wave %d of %d", st.Wave+1, len(st.Waves))
+		if len(st.Waves) == 0 {
+			waves = "no agent of the group accepts remote config (agents that join later get this version)"
+		}
+		fmt.Fprintf(tw, "group %s: version %d %s, %s, last good %s, updated %s\n", st.Group, st.Target.Version, strings.ToUpper(st.Phase), waves, good, since(st.UpdatedAt))
 		if st.Settled > 0 {
 			fmt.Fprintf(tw, "  %d more agents APPLIED and healthy on version %d (not listed)\n", st.Settled, st.Target.Version)
 		}

@@ -114,4 +114,15 @@ func TestCollectorsConfigLifecycleAndRolloutStatus(t *testing.T) {
 	if code, _, _ := runCLI(t, "--nats", url, "collectors", "rollout", "status", "--group", "other"); code != exitRefused {
 		t.Fatalf("unknown group: exit %d", code)
 	}
+
+	// A group no agent of which accepts remote config: completed with no waves, said so.
+	empty := events.RolloutState{V: 1, Group: "idle", ID: "idle-1-cd", Phase: events.RolloutCompleted, Target: events.RolloutConfig{Version: 1, Hash: "cd"}, UpdatedAt: time.Now()}
+	data, _ = events.Encode(empty)
+	if _, err := kv.Put(context.Background(), "rollout.idle", data); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI(t, "--nats", url, "collectors", "rollout", "status", "--group", "idle")
+	if code != exitOK || !strings.Contains(out, "version 1 COMPLETED, no agent of the group accepts remote config") || strings.Contains(out, "of 0") {
+		t.Fatalf("status of a group without agents: exit %d %s", code, out)
+	}
 }

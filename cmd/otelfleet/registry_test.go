@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -369,5 +370,153 @@ func TestCoordinationCommandsNeedNATS(t *testing.T) {
 	code, _, stderr := runCLI(t, "--nats", srv.URL(), "registry", "ls")
 	if code != exitRefused || !strings.Contains(stderr, "otelfleet dev") {
 		t.Errorf("missing bucket: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestRegistryShowAndLsOpAMP: an OpAMP collector's registration and agent state, written
+// into the buckets as the opamp service writes them, show up in registry show (text and
+// JSON) and in the OpAMP columns of registry ls; bad keys, a missing registration and a
+// missing or foreign agent state get clear answers.
+func TestRegistryShowAndLsOpAMP(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Run(t)
+	_, js := srv.JetStream(t)
+	ctx := context.Background()
+	b, err := natsconn.Provision(ctx, js, natsconn.DefaultLayout()) // 30s TTL: the values stay while the test reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	put := func(kv jetstream.KeyValue, key string, p events.Payload) {
+		t.Helper()
+		data, err := events.Encode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const uid = "0192aa11bb22cc33dd44ee55ff667788"
+	reg := func(id, uid string) events.Registration {
+		return events.Registration{V: events.RegistrationVersion, ID: id, InstanceKind: events.KindCollector, Region: "eu-west-1",
+			Address: "10.0.0.7:4317", Version: "0.149.0", RegisteredAt: now, UpdatedAt: now,
+			Health: events.Health{Status: events.HealthDegraded, Checks: []events.CheckResult{{Name: "exporter/otlp", Status: events.HealthUnhealthy, Message: "connection refused"}}},
+			Metadata: map[string]string{"managed_by": "opamp", "opamp_uid": uid, "opamp_config_hash": "abc123",
+				"opamp_remote_config_status": events.RemoteConfigFailed, "opamp_config_group": "edge", "opamp_config_version": "3"}}
+	}
+	put(b.Registry, "collector.eu-west-1.c1", reg("c1", uid))
+	put(b.Registry, "collector.eu-west-1.c2", reg("c2", "0192aa11bb22cc33dd44ee55ff660000")) // its agent state is gone
+	put(b.Registry, "collector.eu-west-1.c3", reg("c3", "0192aa11bb22cc33dd44ee55ff661111")) // agent key holds another agent
+	plain, err := registration.New(b.Registry, registration.Config{Kind: events.KindCollector, Region: "us-east-1", ID: "plain", Address: "p:4317"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Deregister(ctx)
+	agent := events.AgentState{V: events.AgentStateVersion, UID: uid, ID: "c1", Region: "eu-west-1", Replica: "opamp-1", Transport: "websocket",
+		Identifying: map[string]string{"service.name": "otelcol"}, NonIdentifying: map[string]string{"cloud.region": "eu-west-1", "host.name": "node-7"},
+		Version: "0.149.0", Capabilities: []string{"ReportsStatus", "AcceptsRemoteConfig"}, Components: []string{"exporter/debug", "receiver/otlp"},
+		EffectiveConfigHash: "abc123", Health: events.AgentHealth{Healthy: false, Status: "StatusRecoverableError", LastError: "exporter down"},
+		RemoteConfig: events.RemoteConfigStatus{Group: "edge", Version: 3, Hash: "def456", Status: events.RemoteConfigFailed, Error: "exporter/kafka: unknown type"},
+		ConnectedAt:  now, UpdatedAt: now}
+	put(b.Agents, "agent."+uid, agent)
+	other := agent
+	put(b.Agents, "agent.0192aa11bb22cc33dd44ee55ff661111", other) // the state of uid, under another agent's key
+	url := srv.URL()
+
+	code, out, stderr := runCLI(t, "--nats", url, "registry", "show", "collector.eu-west-1.c1", "-o", "json")
+	if code != exitOK {
+		t.Fatalf("show -o json: exit %d: %s", code, stderr)
+	}
+	var rep registryShowReply
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("show -o json is not a reply: %v\n%s", err, out)
+	}
+	if rep.Key != "collector.eu-west-1.c1" || rep.Registration.ID != "c1" || rep.Agent == nil {
+		t.Fatalf("show -o json: %+v", rep)
+	}
+	if a := rep.Agent; a.UID != uid || a.Version != "0.149.0" || len(a.Components) != 2 || a.EffectiveConfigHash != "abc123" ||
+		a.RemoteConfig.Version != 3 || a.RemoteConfig.Status != events.RemoteConfigFailed || a.RemoteConfig.Error == "" || a.NonIdentifying["host.name"] != "node-7" {
+		t.Errorf("show -o json agent: %+v", a)
+	}
+
+	code, out, stderr = runCLI(t, "--nats", url, "registry", "show", "collector.eu-west-1.c1")
+	if code != exitOK {
+		t.Fatalf("show: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"address:", "10.0.0.7:4317", "check exporter/otlp: unhealthy connection refused", "opamp_uid=" + uid,
+		"host.name=node-7", "service.name=otelcol", "ReportsStatus, AcceptsRemoteConfig", "exporter/debug, receiver/otlp",
+		"effective config: abc123", "unhealthy (StatusRecoverableError): exporter down",
+		"remote config: FAILED, edge/v3, hash def456", "remote config error: exporter/kafka: unknown type"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("show: no %q in\n%s", want, out)
+		}
+	}
+
+	// A registration whose agent state is gone, or whose agent key holds another agent:
+	// the registration with a warning naming the key.
+	for key, warn := range map[string]string{
+		"collector.eu-west-1.c2": "read agent.0192aa11bb22cc33dd44ee55ff660000: ",
+		"collector.eu-west-1.c3": "agent.0192aa11bb22cc33dd44ee55ff661111 holds the state of agent " + uid,
+	} {
+		code, out, stderr = runCLI(t, "--nats", url, "registry", "show", key, "-o", "json")
+		if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || rep.Agent != nil || !strings.Contains(stderr, warn) {
+			t.Errorf("show %s: exit %d, agent %v, stderr %q; want exit 0, no agent, a warning with %q", key, code, rep.Agent, stderr, warn)
+		}
+	}
+
+	code, out, stderr = runCLI(t, "--nats", url, "registry", "ls")
+	if code != exitOK {
+		t.Fatalf("ls: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"MANAGED BY", "REMOTE CONFIG"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls: no column %q\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.Contains(line, " c1 "):
+			if !slices.Contains(f, "opamp") || !slices.Contains(f, "edge/v3") || !slices.Contains(f, "FAILED") {
+				t.Errorf("ls: c1's line lacks opamp, edge/v3, FAILED: %q", line)
+			}
+		case strings.Contains(line, " plain "):
+			if slices.Contains(f, "opamp") {
+				t.Errorf("ls: a collector not managed over OpAMP says opamp: %q", line)
+			}
+		}
+	}
+	code, out, _ = runCLI(t, "--nats", url, "registry", "ls", "-o", "json")
+	var regs []events.Registration
+	if err := json.Unmarshal([]byte(out), &regs); code != exitOK || err != nil || len(regs) != 4 {
+		t.Fatalf("ls -o json: exit %d, %d registrations: %v\n%s", code, len(regs), err, out)
+	}
+	if regs[0].ID != "c1" || regs[0].Metadata["opamp_remote_config_status"] != events.RemoteConfigFailed {
+		t.Errorf("ls -o json: first %+v, want c1 with its OpAMP metadata", regs[0])
+	}
+
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+		msg  string
+	}{
+		"missing":      {[]string{"registry", "show", "collector.eu-west-1.nope"}, exitRefused, "no live registration collector.eu-west-1.nope"},
+		"no key":       {[]string{"registry", "show"}, exitUsage, "want one KEY"},
+		"two keys":     {[]string{"registry", "show", "collector.a.b", "collector.a.c"}, exitUsage, "want one KEY"},
+		"bad kind":     {[]string{"registry", "show", "router.a.b"}, exitUsage, `KEY "router.a.b"`},
+		"invalid key":  {[]string{"registry", "show", "collector.a b.c"}, exitUsage, "not a valid key"},
+		"bad output":   {[]string{"registry", "show", "collector.eu-west-1.c1", "-o", "xml"}, exitUsage, ""},
+		"wildcard key": {[]string{"registry", "show", "collector.>"}, exitUsage, "not a valid key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, append([]string{"--nats", url}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.msg) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tc.code, tc.msg)
+			}
+		})
 	}
 }

@@ -23,6 +23,12 @@ type proc struct {
 // start runs bin with args in dir and kills it (and every descendant) when the test ends.
 func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, dir, name, nil, bin, args...)
+}
+
+// startEnv is start with env (KEY=value) added to the test's environment.
+func startEnv(t *testing.T, dir, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -30,6 +36,9 @@ func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -42,7 +51,7 @@ func start(t *testing.T, dir, name, bin string, args ...string) *proc {
 		p.killTree()
 		if t.Failed() {
 			if out, err := os.ReadFile(logPath); err == nil {
-				t.Logf("--- %s log (last 4 KiB):\n%s", name, tail(out, 4096))
+				t.Logf("--- %s log (last 64 KiB):\n%s", name, tail(out, 64<<10))
 			}
 		}
 	})
