@@ -3,6 +3,7 @@ package routersvc
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -88,10 +89,13 @@ func benchSplitRoute(b *testing.B, lim *ratelimit.Fleet) {
 
 // BenchmarkExport measures one request's whole path in the router — split, sampling at
 // rate 1, picks, and hand-off to the exporter's queues — with three real OTLP/gRPC
-// backends draining them (gzip on the wire). It reports the spans per second the router
-// accepted; refusals (queues full) are counted, not hidden.
+// backends draining them (gzip on the wire), in --ack queued (answered once queued). It
+// reports the spans per second the router accepted; refusals (queues full) are counted,
+// not hidden.
 func BenchmarkExport(b *testing.B) {
-	e := startRouter(b, testConfig())
+	cfg := testConfig()
+	cfg.Ack = AckQueued
+	e := startRouter(b, cfg)
 	for _, id := range []string{"b1", "b2", "b3"} {
 		e.addBackend(id)
 	}
@@ -109,4 +113,32 @@ func BenchmarkExport(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N-busy)*512/b.Elapsed().Seconds(), "spans/s")
 	b.ReportMetric(float64(busy)/float64(b.N), "refused/op")
+}
+
+// BenchmarkExportDelivered is BenchmarkExport in --ack delivered with 32 concurrent
+// clients: each request returns once a backend took all of it, so the figure includes
+// the batch linger and the backends' export calls.
+func BenchmarkExportDelivered(b *testing.B) {
+	e := startRouter(b, testConfig())
+	for _, id := range []string{"b1", "b2", "b3"} {
+		e.addBackend(id)
+	}
+	e.putGlobal(unlimited())
+	e.putDecision(1)
+	req := benchRequest(b, 128, 4)
+	var busy, done atomic.Int64
+	b.SetBytes(int64(len(req)))
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, r := e.r.export(context.Background(), otlpwire.Traces, req); r != nil {
+				busy.Add(1)
+			}
+			done.Add(1)
+		}
+	})
+	b.ReportMetric(float64(done.Load()-busy.Load())*512/b.Elapsed().Seconds(), "spans/s")
+	b.ReportMetric(float64(busy.Load())/float64(max(done.Load(), 1)), "refused/op")
 }

@@ -85,11 +85,27 @@ type Config struct {
 	// --otlp-bearer-token, env OTLP_BEARER_TOKEN). BearerTokenFile reads it from a file
 	// instead (flag --otlp-bearer-token-file, env OTLP_BEARER_TOKEN_FILE). At most one.
 	BearerToken, BearerTokenFile string
+	// Ack says when a client is answered (flag --ack, env ROUTER_ACK; default
+	// delivered): "delivered" once every part of its request was accepted by a backend
+	// (a router crash then loses nothing acknowledged), "queued" as soon as the parts
+	// are queued for backends (lower latency; a crash loses what was queued).
+	Ack string
+	// AckTimeout bounds how long a request waits for delivery in delivered mode (flag
+	// --ack-timeout, env ROUTER_ACK_TIMEOUT; default 10s; a gRPC deadline that ends first
+	// ends the wait first). Past it the client gets UNAVAILABLE / 503 with a retry delay.
+	AckTimeout time.Duration
 }
+
+// Ack modes of Config.Ack.
+const (
+	AckDelivered = "delivered"
+	AckQueued    = "queued"
+)
 
 // DefaultConfig returns the defaults: :4317 and :4318, 8 MiB requests, 32 MiB
 // decompressed, 256 MiB held, bounded_load at 1.05 rebalanced every 10s, gRPC exports
-// with gzip and a 5s timeout, 64 MiB per backend queue, a load report every second.
+// with gzip and a 5s timeout, 64 MiB per backend queue, a load report every second,
+// clients answered once delivered (waiting at most 10s).
 func DefaultConfig() Config {
 	return Config{
 		GRPCAddr: ":" + strconv.Itoa(events.RouterGRPCPort), HTTPAddr: ":" + strconv.Itoa(events.RouterHTTPPort),
@@ -97,6 +113,7 @@ func DefaultConfig() Config {
 		Strategy: string(balance.BoundedLoad), LoadFactor: 1.05, RebalanceInterval: 10 * time.Second,
 		ExportProtocol: "grpc", ExportCompression: "gzip", ExportTimeout: 5 * time.Second,
 		QueueBytes: 64 * mib, ReportInterval: time.Second,
+		Ack: AckDelivered, AckTimeout: 10 * time.Second,
 	}
 }
 
@@ -121,6 +138,8 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.String(&c.TLSClientCAFile, "otlp-tls-client-ca", "OTLP_TLS_CLIENT_CA", c.TLSClientCAFile, "CA file: the OTLP receivers require client certificates it signed (mutual TLS)")
 	k.String(&c.BearerToken, "otlp-bearer-token", "OTLP_BEARER_TOKEN", c.BearerToken, "token every OTLP request must carry as Authorization: Bearer <token> (401 / UNAUTHENTICATED otherwise)")
 	k.String(&c.BearerTokenFile, "otlp-bearer-token-file", "OTLP_BEARER_TOKEN_FILE", c.BearerTokenFile, "file holding the --otlp-bearer-token")
+	k.String(&c.Ack, "ack", "ROUTER_ACK", c.Ack, "when a client is answered: delivered (once a backend took every part; nothing acknowledged is lost) or queued (once queued; lower latency, a router crash loses its queue)")
+	k.Duration(&c.AckTimeout, "ack-timeout", "ROUTER_ACK_TIMEOUT", c.AckTimeout, "longest wait for delivery in --ack delivered; past it the client gets UNAVAILABLE / 503 and retries")
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -185,6 +204,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReportInterval < 10*time.Millisecond || c.ReportInterval > time.Hour {
 		bad("--router-report-interval %v: must be in [10ms, 1h]", c.ReportInterval)
+	}
+	if c.Ack != AckDelivered && c.Ack != AckQueued {
+		bad("--ack %q: want %s or %s", c.Ack, AckDelivered, AckQueued)
+	}
+	if c.AckTimeout < 10*time.Millisecond || c.AckTimeout > 10*time.Minute {
+		bad("--ack-timeout %v: must be in [10ms, 10m]", c.AckTimeout)
 	}
 	return errors.Join(errs...)
 }

@@ -130,6 +130,8 @@ type backend struct {
 	host *hostCPU
 	// hold, when set before traffic, makes Export wait until it is closed (a stuck backend).
 	hold chan struct{}
+	// entered counts trace Export calls that started (a held one included).
+	entered atomic.Int64
 
 	mu     sync.Mutex
 	traces map[[16]byte]int
@@ -256,6 +258,7 @@ func (b *backend) close() {
 
 // Export counts the request's spans per trace.
 func (b *backend) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	b.entered.Add(1)
 	if b.hold != nil {
 		select {
 		case <-b.hold:

@@ -61,6 +61,8 @@ type metrics struct {
 	lastResort                              prometheus.Counter
 	onLastResort                            prometheus.Gauge
 	rebuildSeconds                          prometheus.Histogram
+	ackWait                                 prometheus.Histogram
+	ackFailed                               prometheus.Counter
 
 	mu       sync.RWMutex
 	services map[svcKey]*svcCounters
@@ -110,6 +112,13 @@ func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 		rebuildSeconds: promreg.Add(r, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "otelfleet_router_table_rebuild_seconds", Help: "Time to rebuild every region's backend table.",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
+		})),
+		ackWait: promreg.Add(r, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "otelfleet_router_ack_wait_seconds", Help: "Time a request waited, in --ack delivered, from queuing its parts until a backend took all of them.",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 3, 12),
+		})),
+		ackFailed: promreg.Add(r, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otelfleet_router_ack_unconfirmed_total", Help: "Requests refused (UNAVAILABLE/503) in --ack delivered because delivery was not confirmed in time or a part could not be delivered.",
 		})),
 		services: map[svcKey]*svcCounters{},
 	}

@@ -94,7 +94,7 @@ type Receivers struct {
 
 // Receivers returns the router's receivers (not listening yet).
 func (s *Service) Receivers() *Receivers {
-	return &Receivers{
+	s.rcv = &Receivers{
 		s:    s,
 		grpc: s.grpcServer(),
 		http: &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
@@ -102,6 +102,7 @@ func (s *Service) Receivers() *Receivers {
 			// problem: debug, not stderr.
 			ErrorLog: slog.NewLogLogger(s.log.With("component", "otlp-http").Handler(), slog.LevelDebug)},
 	}
+	return s.rcv
 }
 
 // Start listens on both addresses and serves in the background.

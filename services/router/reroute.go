@@ -92,6 +92,7 @@ func (r *rerouter) drop() int {
 	for _, hb := range r.pending {
 		n += hb.b.Items
 		r.s.mem.held.Add(-int64(len(hb.b.Payload)))
+		export.Settle(hb.b.Acks, false)
 	}
 	r.pending, r.bytes = nil, 0
 	return n
@@ -104,6 +105,7 @@ func (s *Service) resplit(hb handBack) bool {
 	st := s.getSplitState(hb.b.Signal, t)
 	defer putSplitState(st)
 	st.routeOnly = true
+	st.acks = hb.b.Acks // every new part carries the batch's waiters
 	if d, ok := t.byKey[hb.from]; ok {
 		st.exclude[d] = true
 	}
@@ -111,6 +113,7 @@ func (s *Service) resplit(hb handBack) bool {
 	if err != nil {
 		s.log.Error("a handed-back batch cannot be re-split; dropped", "from", hb.from, "items", hb.b.Items, "err", err)
 		s.m.dropped.Add(float64(hb.b.Items))
+		export.Settle(hb.b.Acks, false)
 		return true
 	}
 	st.top = append(st.top[:0], res.Parts...)
@@ -130,8 +133,11 @@ func (s *Service) resplit(hb handBack) bool {
 	s.mem.queued.Add(st.queuedBytes)
 	// Parts that found every backend full after the check wait for the next try.
 	for _, p := range st.stranded {
-		s.rr.add(hb.from, export.Batch{Signal: hb.b.Signal, Payload: p.Payload, Items: p.Items})
+		export.Hold(hb.b.Acks)
+		s.rr.add(hb.from, export.Batch{Signal: hb.b.Signal, Payload: p.Payload, Items: p.Items, Acks: hb.b.Acks})
 	}
+	// The new parts hold their own references: the handed-back batch's are passed on.
+	export.Settle(hb.b.Acks, true)
 	return true
 }
 

@@ -82,6 +82,10 @@ type splitState struct {
 	// it submitted to another backend than the first choice.
 	queuedBytes int64
 	failedOver  int
+	// acks are the waiters every submitted part carries (nil: nobody waits).
+	acks []*export.Ack
+	// ownAck holds this request's Ack (delivered mode) without an allocation.
+	ownAck [1]*export.Ack
 }
 
 var splitStates = sync.Pool{New: func() any {
@@ -109,12 +113,12 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 		}
 	}
 	st.res, st.arena, st.stranded, st.top, st.first = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0], st.first[:0]
-	st.queuedBytes, st.failedOver = 0, 0
+	st.queuedBytes, st.failedOver, st.acks = 0, 0, nil
 	return st
 }
 
 func putSplitState(st *splitState) {
-	st.s, st.t, st.pol, st.lim = nil, nil, nil, nil
+	st.s, st.t, st.pol, st.lim, st.acks, st.ownAck[0] = nil, nil, nil, nil, nil, nil
 	if cap(st.arena) > 1<<20 {
 		st.arena = nil
 	}
@@ -208,7 +212,10 @@ func (st *splitState) grow(ts []byte) {
 // export samples, limits and routes one request (protobuf) and hands every part to its
 // backend, failing over part by part; it refuses the request (busy) only when some part
 // can go nowhere.
-func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (exportResult, *refusal) {
+//
+// In delivered mode it then waits until a backend took every part (or a part could not
+// be delivered, the wait's bound passed or ctx ended: busy, the client retries).
+func (s *Service) export(ctx context.Context, sig otlpwire.Signal, req []byte) (exportResult, *refusal) {
 	if !s.ready.Load() {
 		return exportResult{}, busy(retryBusy, "router starting: waiting for the registry, config and sampling decision; retry shortly")
 	}
@@ -239,6 +246,12 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
 	}
 	st.routeOnly = true
+	var ack *export.Ack
+	if s.cfg.Ack == AckDelivered {
+		ack = export.NewAck()
+		st.ownAck[0] = ack
+		st.acks = st.ownAck[:]
+	}
 	submitted, stranded := 0, 0
 	for _, p := range st.top {
 		submitted += s.deliver(st, sig, p)
@@ -252,14 +265,49 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		stranded += st.stranded[i].Items
 		st.stranded[i].Release()
 	}
+	if ack != nil {
+		export.Settle(st.acks, true) // the request's own reference: every part is out
+	}
 	if stranded > 0 {
 		if submitted > 0 {
 			s.m.duplicates.Add(float64(submitted))
 		}
 		return exportResult{}, busy(retryBusy, "no backend can take %d of the %d %s now (backends full or gone); retry later", stranded, out.Kept, itemNoun(sig))
 	}
+	if ack != nil {
+		if r := s.awaitDelivery(ctx, ack, submitted, sig); r != nil {
+			return exportResult{}, r
+		}
+	}
 	accepted = true
 	return out, nil
+}
+
+// awaitDelivery waits until every part of a request carrying ack was accepted by a
+// backend, within the ack timeout and ctx; otherwise the request is refused (busy) and
+// its submitted items, which may still arrive, are counted as duplicates of the retry.
+func (s *Service) awaitDelivery(ctx context.Context, ack *export.Ack, submitted int, sig otlpwire.Signal) *refusal {
+	start := time.Now()
+	timer := time.NewTimer(s.cfg.AckTimeout)
+	defer timer.Stop()
+	var why string
+	select {
+	case <-ack.Done():
+		s.m.ackWait.Observe(time.Since(start).Seconds())
+		if !ack.Failed() {
+			return nil
+		}
+		why = "a backend could not take part of the request and it could not be re-routed"
+	case <-timer.C:
+		why = "no backend confirmed delivery within " + s.cfg.AckTimeout.String()
+	case <-ctx.Done():
+		why = "the request ended before delivery was confirmed"
+	}
+	if submitted > 0 {
+		s.m.duplicates.Add(float64(submitted))
+	}
+	s.m.ackFailed.Inc()
+	return busy(retryBusy, "%s (%d %s); retry later", why, submitted, itemNoun(sig))
 }
 
 // deliver submits part p to its backend; a full or gone backend is excluded and p
@@ -275,7 +323,7 @@ func (s *Service) deliverAt(st *splitState, sig otlpwire.Signal, p otlpwire.Part
 		st.stranded = append(st.stranded, p)
 		return 0
 	}
-	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items})
+	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items, Acks: st.acks})
 	if err == nil {
 		st.queuedBytes += int64(len(p.Payload))
 		n := p.Items

@@ -429,12 +429,15 @@ func TestBackendKilledMidStream(t *testing.T) {
 	}
 }
 
-// TestFullBackendFailsOver: a stuck backend's queue fills up; its traces fail over to the
+// TestFullBackendFailsOver (--ack queued): a stuck backend's queue fills up; its traces fail over to the
 // next backends instead of being refused, and once it recovers everything accepted has
 // arrived somewhere.
 func TestFullBackendFailsOver(t *testing.T) {
 	cfg := testConfig()
 	cfg.QueueBytes, cfg.ExportTimeout = 64<<10, time.Minute
+	// Queued acks: a client is answered while its part waits in the stuck queue, so the
+	// queue fills (in delivered mode the clients wait and the queue stays small).
+	cfg.Ack = AckQueued
 	e := startRouter(t, cfg)
 	stuck := e.addBackend("b1", func(b *backend) { b.hold = make(chan struct{}) })
 	bs := []*backend{stuck, e.addBackend("b2"), e.addBackend("b3")}

@@ -57,8 +57,10 @@ type Service struct {
 	m    *metrics
 	mem  *memory
 
-	exp     *export.Exporter
-	rr      *rerouter
+	exp *export.Exporter
+	rr  *rerouter
+	// rcv are the receivers Receivers made (set before they start; tests stop them).
+	rcv     *Receivers
 	limiter atomic.Pointer[ratelimit.Fleet]
 	mon     *loadmon.Monitor // spans received (before sampling)
 	fwd     *loadmon.Monitor // spans handed to backends (kept and accepted)

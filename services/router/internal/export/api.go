@@ -43,6 +43,10 @@ type Batch struct {
 	// exporter before it calls the Rerouter), so the router can stop re-routing a batch
 	// that no backend will take.
 	HandedBack int
+	// Acks are the waiting requests this batch carries a part of (nil when nobody
+	// waits). Submit takes a reference on each (the caller keeps its own); a batch handed
+	// to the Rerouter passes its references on, and they must be settled exactly once.
+	Acks []*Ack
 }
 
 // Config says how backends are fed. Zero fields take DefaultConfig's values, except
@@ -61,6 +65,9 @@ type Config struct {
 	// MaxBatchBytes: a batch is sent before it would grow past this many bytes (default
 	// 3 MiB, under the 4 MiB a gRPC server takes by default).
 	MaxBatchBytes int
+	// AckLinger: a batch holding a part someone waits for (Batch.Acks) is sent this long
+	// after that part arrived, at most (default 5ms; never later than MaxWait).
+	AckLinger time.Duration
 	// MaxRetries, InitialBackoff, MaxBackoff: the region's retry config.
 	MaxRetries     int
 	InitialBackoff time.Duration

@@ -22,6 +22,7 @@ const (
 	DefaultMaxBatchItems  = 8192
 	DefaultMaxBatchBytes  = 3 << 20
 	DefaultMaxWait        = 200 * time.Millisecond
+	DefaultAckLinger      = 5 * time.Millisecond
 	DefaultMaxRetries     = 3
 	DefaultInitialBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff     = 5 * time.Second
@@ -38,6 +39,7 @@ func DefaultConfig() Config {
 		MaxBatchItems:  DefaultMaxBatchItems,
 		MaxBatchBytes:  DefaultMaxBatchBytes,
 		MaxWait:        DefaultMaxWait,
+		AckLinger:      DefaultAckLinger,
 		MaxRetries:     DefaultMaxRetries,
 		InitialBackoff: DefaultInitialBackoff,
 		MaxBackoff:     DefaultMaxBackoff,
@@ -56,6 +58,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.MaxBatchItems, d.MaxBatchItems)
 	orDefault(&c.MaxBatchBytes, d.MaxBatchBytes)
 	orDefault(&c.MaxWait, d.MaxWait)
+	orDefault(&c.AckLinger, d.AckLinger)
 	orDefault(&c.InitialBackoff, d.InitialBackoff)
 	orDefault(&c.MaxBackoff, d.MaxBackoff)
 	orDefault(&c.Timeout, d.Timeout)
@@ -93,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: max batch bytes %d: must be > 0", ErrConfig, c.MaxBatchBytes)
 	case c.MaxWait < 0:
 		return fmt.Errorf("%w: max wait %v: must be > 0", ErrConfig, c.MaxWait)
+	case c.AckLinger < 0:
+		return fmt.Errorf("%w: ack linger %v: must be > 0", ErrConfig, c.AckLinger)
 	case c.MaxRetries < 0:
 		return fmt.Errorf("%w: max retries %d: must be >= 0", ErrConfig, c.MaxRetries)
 	case c.InitialBackoff < 0:

@@ -142,6 +142,7 @@ func (e *Exporter) moveTo(old, next *target) func(Batch) {
 			reroute(b)
 			return
 		}
+		Settle(b.Acks, true) // next holds its own references now
 		putBuffer(b.Payload)
 	}
 }
@@ -209,8 +210,9 @@ func (e *Exporter) finish(t *target) {
 	e.mu.Unlock()
 }
 
-// Submit queues b for backend key (copying b.Payload: the caller keeps it). It returns
-// ErrFull or ErrNoTarget without queuing.
+// Submit queues b for backend key (copying b.Payload: the caller keeps it, and its own
+// references on b.Acks: the queued part holds new ones). It returns ErrFull or
+// ErrNoTarget without queuing.
 func (e *Exporter) Submit(key string, b Batch) error {
 	e.mu.RLock()
 	t := e.targets[key]

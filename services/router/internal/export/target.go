@@ -21,6 +21,9 @@ type pending struct {
 	items int
 	timer *time.Timer
 	gen   uint64
+	// acks are the waiters of the parts in buf; lingering: the timer runs for AckLinger.
+	acks      []*Ack
+	lingering bool
 }
 
 // target is one backend: its queue, its batching, its client and its senders.
@@ -110,17 +113,35 @@ func (t *target) submit(b Batch) error {
 	}
 	p.buf = append(p.buf, b.Payload...)
 	p.items += b.Items
+	if len(b.Acks) > 0 {
+		Hold(b.Acks)
+		p.acks = append(p.acks, b.Acks...)
+	}
 	t.queueBytes += n
 	t.tm.queueBytes.Add(float64(n))
 	switch {
 	case p.items >= t.cfg.MaxBatchItems || len(p.buf) >= t.cfg.MaxBatchBytes:
 		t.flushLocked(sig)
+	case len(b.Acks) > 0 && !p.lingering && t.cfg.AckLinger < t.cfg.MaxWait:
+		// Someone waits for this part: send the batch after a short linger, not MaxWait.
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		t.startTimerLocked(sig, t.cfg.AckLinger)
+		p.lingering = true
 	case p.timer == nil:
-		p.gen++
-		gen := p.gen
-		p.timer = time.AfterFunc(t.cfg.MaxWait, func() { t.timerFlush(sig, gen) })
+		t.startTimerLocked(sig, t.cfg.MaxWait)
 	}
 	return nil
+}
+
+// startTimerLocked flushes signal sig's batch after d (a new generation: an old timer
+// that fires anyway does nothing).
+func (t *target) startTimerLocked(sig int, d time.Duration) {
+	p := &t.pend[sig]
+	p.gen++
+	gen := p.gen
+	p.timer = time.AfterFunc(d, func() { t.timerFlush(sig, gen) })
 }
 
 func (t *target) timerFlush(sig int, gen uint64) {
@@ -138,11 +159,12 @@ func (t *target) flushLocked(sig int) {
 		p.timer.Stop()
 		p.timer = nil
 	}
+	p.lingering = false
 	if len(p.buf) == 0 {
 		return
 	}
-	t.queue = append(t.queue, Batch{Signal: otlpwire.Signal(sig), Payload: p.buf, Items: p.items})
-	p.buf, p.items = nil, 0
+	t.queue = append(t.queue, Batch{Signal: otlpwire.Signal(sig), Payload: p.buf, Items: p.items, Acks: p.acks})
+	p.buf, p.items, p.acks = nil, 0, nil
 	select {
 	case t.wake <- struct{}{}:
 	default:
@@ -255,6 +277,7 @@ func (t *target) deliver(b Batch, cl client, cfg Config) {
 				t.count(&t.failed, t.tm.failed, rej)
 				t.log.Warn("backend rejected part of a batch", "backend", t.Key, "rejected", rej, "message", o.message)
 			}
+			Settle(b.Acks, true)
 			putBuffer(b.Payload)
 			return
 		}
