@@ -214,6 +214,16 @@ func TestKillBackendMidStream(t *testing.T) {
 	for next < total {
 		submit()
 	}
+	// a's calls still in flight fail and are handed back (to b) before Close: once Close
+	// begins, Submit refuses, and this test's rerouter (unlike the router's) keeps trying.
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		for _, s := range e.Stats() {
+			if s.Leaving {
+				return false
+			}
+		}
+		return true
+	}, "a's in-flight calls finished and handed back")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.Close(ctx); err != nil {
