@@ -242,12 +242,40 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 		_, err := agent.nc.RequestWithContext(ctx, ns.Endpoint(events.ServiceConfig, "put"), []byte(`{}`))
 		return err
 	})
-	// What an agent may do: its own registration key and load subject.
-	if _, err := reg.Put(ctx, "collector.local.agent-1", []byte(`{}`)); err != nil {
-		t.Errorf("agent puts its own registration key: %v", err)
+	// What an agent may do: run `otelfleet agent` for its own collector, which registers
+	// and heart-beats.
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan int, 1)
+	go func() {
+		var out natstest.Buffer
+		env := &cliEnv{stdout: &out, stderr: &out}
+		agentDone <- env.main(agentCtx, []string{"agent", "--nats", url, "--nats-user", "agent", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_AGENT"),
+			"--region", "local", "--id", "agent-1", "--endpoint", "127.0.0.1:4317"})
+	}()
+	natstest.Eventually(t, 20*time.Second, func() bool {
+		e, err := b.Registry.Get(ctx, "collector.local.agent-1")
+		return err == nil && len(e.Value()) > 0
+	}, "otelfleet agent registers under the agent identity")
+	stopAgent()
+	if code := <-agentDone; code != exitOK {
+		t.Errorf("otelfleet agent exited %d", code)
 	}
+	// It may delete its own key (Deregister did, unless it stopped before its first put
+	// was acknowledged; then the key would expire after the TTL).
 	if err := reg.Delete(ctx, "collector.local.agent-1"); err != nil {
 		t.Errorf("agent deletes its own registration key: %v", err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return !has(b.Registry, "collector.local.agent-1") }, "the agent's key is gone")
+
+	// The read commands work as viewer; admin runs a command under a lock.
+	asViewer := []string{"--nats", url, "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER")}
+	for _, cmd := range [][]string{{"registry", "ls"}, {"topology"}, {"sampling"}, {"leader", "ls", "--locks"}, {"route", "0102030405060708090a0b0c0d0e0f10"}, {"config", "history"}} {
+		if code, out, stderr := runCLI(t, append(append([]string{}, asViewer...), cmd...)...); code != exitOK {
+			t.Errorf("viewer %v: exit %d, %s %s", cmd, code, out, stderr)
+		}
+	}
+	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN"), "lock", "nightly", "--", "true"); code != exitOK {
+		t.Errorf("admin lock: exit %d, %s %s", code, out, stderr)
 	}
 	sim := connectAs(t, url, "simulate")
 	sim.refused(t, "register a real region's collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(sim.kv(t, ns.RegistryBucket()), "collector.local.sink-1"))
