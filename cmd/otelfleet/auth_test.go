@@ -14,6 +14,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/testcerts"
 )
 
 const (
@@ -282,4 +283,53 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 	if code := stop(); code != exitOK {
 		t.Errorf("dev --auth exited %d", code)
 	}
+}
+
+// TestShippedTLSConfig: deploy/nats/nats-tls.conf with throw-away certificates requires
+// TLS and a client certificate on top of the identity; a service's connection options
+// (tls:// URL, NATS_CA, NATS_CERT, NATS_KEY, user and password) get through and the
+// identity's permissions still apply.
+func TestShippedTLSConfig(t *testing.T) {
+	set, err := testcerts.WriteSet(t.TempDir(), time.Hour, "config", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsEnv = natstest.EnvFile(t, authEnv)
+	t.Setenv("NATS_TLS_CERT", set.ServerCertFile)
+	t.Setenv("NATS_TLS_KEY", set.ServerKeyFile)
+	t.Setenv("NATS_TLS_CA", set.CAFile)
+	srv := natstest.Run(t, natstest.ConfigFile(t, "../../deploy/nats/nats-tls.conf"))
+	if !strings.HasPrefix(srv.URL(), "tls://") {
+		t.Fatalf("URL %s: want tls://", srv.URL())
+	}
+	o := natsconn.Options{URL: srv.URL(), User: "config", Password: envOf(t, "OTELFLEET_PASSWORD_CONFIG"), CAFile: set.CAFile}
+	if nc, err := natsconn.Dial(o, 5*time.Second); err == nil {
+		nc.Close()
+		t.Fatal("connected without a client certificate")
+	}
+	o.CertFile, o.KeyFile = set.ClientCertFile, set.ClientKeyFile
+	nc, err := natsconn.Dial(o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("config over mutual TLS: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := natsconn.Provision(ctx, js, natsconn.DefaultLayout())
+	if err != nil {
+		t.Fatalf("config provisions over TLS: %v", err)
+	}
+	if _, err := b.Config.Put(ctx, "global", []byte(`{}`)); err != nil {
+		t.Errorf("config writes the config bucket over TLS: %v", err)
+	}
+	o.User, o.Password = "viewer", envOf(t, "OTELFLEET_PASSWORD_VIEWER")
+	vc, err := natsconn.Dial(o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("viewer over mutual TLS: %v", err)
+	}
+	vc.Close()
 }
