@@ -158,7 +158,7 @@ spawn agent2 "$CLI" --nats "$NATS" agent --region local --id bench-sink2 --endpo
 NATS_URL=$NATS REGION=local ADMIN_ADDR=$H:$R_ADMIN OTLP_GRPC_ADDR=$H:$R_GRPC OTLP_HTTP_ADDR=$H:$R_HTTP \
   ROUTER_EXPORT_COMPRESSION=$COMPRESSION LOG_LEVEL=warn spawn router "$ROUTER"
 two_backends() { [[ $("$CLI" --nats "$NATS" router status -o json | grep -c '"key": "collector.local.bench-sink') == 2 ]]; }
-until_ok "router with two backends" 30 two_backends
+until_ok "router with two backends (if otelfleet registry ls shows them unhealthy: the host CPU is at or above 98%, which the registrations count against a collector; run on a quieter machine)" 30 two_backends
 
 base_kept=$(status_field kept); s1_0=$(accepted "$S1M"); s2_0=$(accepted "$S2M")
 (

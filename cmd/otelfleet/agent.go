@@ -63,7 +63,7 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	cfg := registration.Config{
 		Kind: events.KindCollector, ID: o.id, Region: o.region, Name: o.name, Address: o.endpoint,
-		CapacityQPS: o.capacity, Metadata: meta, Version: platform.Version,
+		CapacityQPS: o.capacity, Metadata: meta, Version: platform.Version, Sampler: healthReadings,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError("agent: %v", err)

@@ -52,6 +52,13 @@ type devOptions struct {
 	authEnv    string
 }
 
+// healthReadings, when set, replaces the real CPU and memory readings behind the health
+// of the collectors this CLI registers (dev's sinks, otelfleet sink, otelfleet agent).
+// Nil (always, outside tests): real readings. The package's tests set fixed readings: on
+// a saturated test machine the host CPU check would mark every backend unhealthy, and
+// the router would have none, which is not what those tests are about.
+var healthReadings registration.Sampler
+
 // devService is one service `otelfleet dev` can run in-process, wired by the same fx
 // module as its standalone binary.
 type devService struct {
@@ -188,7 +195,7 @@ func devApps(o *devOptions, selected []devService) []devApp {
 	sinkConfig := otlpsink.DefaultConfig()
 	sinkConfig.GRPCAddr, sinkConfig.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	sinks := func(offset, n int) fx.Option {
-		return fx.Options(otlpsink.Module(otlpsink.Fleet{Count: n, Offset: offset, Config: sinkConfig, CapacityQPS: 50000}), fx.Invoke(func(otlpsink.Sinks) {}))
+		return fx.Options(otlpsink.Module(otlpsink.Fleet{Count: n, Offset: offset, Config: sinkConfig, CapacityQPS: 50000, Readings: healthReadings}), fx.Invoke(func(otlpsink.Sinks) {}))
 	}
 	if !o.auth {
 		opts := []fx.Option{configwatch.Module}

@@ -263,7 +263,7 @@ func TestDevRunsASimulatedFleet(t *testing.T) {
 	}
 	port := freePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	stop := startDev(t, t.TempDir(), port)
+	stop := startDev(t, t.TempDir(), port, "--router=false", "--sinks", "0") // only the simulated fleet reports load
 	code, out, stderr := runCLI(t, "--nats", url, "events", "-n", "12", "otlp.load.>")
 	if code != exitOK {
 		t.Fatalf("events: exit %d: %s", code, stderr)

@@ -99,7 +99,7 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		member, err = sink.Join(nc, kv, ns, otlpsink.MemberConfig{
 			Region: o.region, ID: o.id, CapacityQPS: o.capacity, Interval: o.interval,
-			Version: platform.Version, Registerer: reg,
+			Version: platform.Version, Registerer: reg, Readings: healthReadings,
 		}, log)
 		if err != nil {
 			return usageError("sink: %v", err)

@@ -42,6 +42,10 @@ type MemberConfig struct {
 	Metadata map[string]string
 	// Registerer, when set, receives the registration and load report metrics.
 	Registerer prometheus.Registerer
+	// Readings, when set, replaces the real CPU and memory readings (sysstat) behind the
+	// registration's health checks; tests give fixed readings so that a saturated test
+	// machine does not mark the sink unhealthy. Nil: real readings.
+	Readings registration.Sampler
 }
 
 // Member keeps a running sink registered and reporting its load. Create it with
@@ -74,7 +78,7 @@ func (s *Sink) Join(nc *nats.Conn, kv registration.Store, ns events.Namespace, m
 	}
 	rc := registration.Config{
 		Kind: events.KindCollector, ID: mc.ID, Region: mc.Region, Address: Advertise(s.GRPCAddr()),
-		CapacityQPS: mc.CapacityQPS, Metadata: meta, Version: mc.Version, Registerer: mc.Registerer,
+		CapacityQPS: mc.CapacityQPS, Metadata: meta, Version: mc.Version, Registerer: mc.Registerer, Sampler: mc.Readings,
 	}
 	if err := rc.Validate(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/platform"
+	"github.com/otelfleet/otelfleet/pkg/registration"
 )
 
 // Fleet describes the sinks Module runs.
@@ -28,6 +29,8 @@ type Fleet struct {
 	Config Config
 	// CapacityQPS is each sink's claimed capacity (0: unknown).
 	CapacityQPS float64
+	// Readings is MemberConfig.Readings of every sink (nil: real readings).
+	Readings registration.Sampler
 }
 
 // ModuleParams are what Module needs from platform.Module.
@@ -98,7 +101,7 @@ func provide(p ModuleParams, f Fleet) (Sinks, error) {
 				}
 				for i, s := range sinks {
 					m, err := s.Join(p.NC, b.Registry, p.NS, MemberConfig{
-						Region: f.Region, ID: ids[i], CapacityQPS: f.CapacityQPS, Version: platform.Version, Registerer: p.Reg,
+						Region: f.Region, ID: ids[i], CapacityQPS: f.CapacityQPS, Version: platform.Version, Registerer: p.Reg, Readings: f.Readings,
 					}, log.With("sink", ids[i]))
 					if err != nil {
 						log.Error("sink cannot join the fleet", "sink", ids[i], "err", err)

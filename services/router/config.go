@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/services/router/internal/balance"
 )
@@ -90,7 +92,7 @@ type Config struct {
 // with gzip and a 5s timeout, 64 MiB per backend queue, a load report every second.
 func DefaultConfig() Config {
 	return Config{
-		GRPCAddr: ":4317", HTTPAddr: ":4318",
+		GRPCAddr: ":" + strconv.Itoa(events.RouterGRPCPort), HTTPAddr: ":" + strconv.Itoa(events.RouterHTTPPort),
 		MaxRequestBytes: 8 * mib, MaxDecompressedBytes: 32 * mib, MemoryLimit: 256 * mib,
 		Strategy: string(balance.BoundedLoad), LoadFactor: 1.05, RebalanceInterval: 10 * time.Second,
 		ExportProtocol: "grpc", ExportCompression: "gzip", ExportTimeout: 5 * time.Second,
@@ -155,8 +157,8 @@ func (c Config) Validate() error {
 	if c.MaxDecompressedBytes < c.MaxRequestBytes || c.MaxDecompressedBytes > 4<<30 {
 		bad("--max-decompressed-bytes %d: must be in [--max-request-bytes (%d), 4 GiB]", c.MaxDecompressedBytes, c.MaxRequestBytes)
 	}
-	if c.MemoryLimit < 64*kib {
-		bad("--memory-limit %d: must be at least 64 KiB", c.MemoryLimit)
+	if need := c.MaxRequestBytes + 2*c.MaxDecompressedBytes; c.MemoryLimit < max(need, 64*kib) {
+		bad("--memory-limit %d: must be at least 64 KiB and --max-request-bytes + 2 × --max-decompressed-bytes (%d), so that the largest request fits (body, decompressed, split)", c.MemoryLimit, need)
 	}
 	if _, err := balance.ParseStrategy(c.Strategy); err != nil {
 		bad("--balance-strategy %q: %v", c.Strategy, err)

@@ -131,8 +131,9 @@ func (s *Service) Status() events.RouterStatus {
 	shares := map[string]float64{}
 	regions := map[string]string{}
 	for _, rt := range t.regions {
+		sh := rt.shares()
 		for i, d := range rt.dests {
-			shares[t.keys[d]] = rt.share(i)
+			shares[t.keys[d]] = sh[i]
 			regions[t.keys[d]] = rt.name
 		}
 	}

@@ -1,14 +1,21 @@
 package routersvc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -17,6 +24,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
@@ -37,16 +45,18 @@ func testConfig() Config {
 
 // env is a router running the way its binary runs it, on a real in-process NATS.
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	srv *natstest.Server
 	js  jetstream.JetStream
 	r   *Service
 	app *fxtest.App
 	reg jetstream.KeyValue
+	// backends are closed after the router stops.
+	backends []*backend
 }
 
 // startRouter starts a router with cfg and waits until it is ready.
-func startRouter(t *testing.T, cfg Config) *env {
+func startRouter(t testing.TB, cfg Config) *env {
 	t.Helper()
 	srv := natstest.Run(t)
 	s := platform.DefaultSettings("router")
@@ -55,6 +65,13 @@ func startRouter(t *testing.T, cfg Config) *env {
 	var ready *platform.Readiness
 	e.app = fxtest.New(t, platform.Options(s), platform.Module(s), configwatch.Module, Module(cfg), fx.Populate(&e.r, &ready))
 	e.app.RequireStart()
+	// Cleanups run last-in first-out: the router stops (flushing to its backends) before
+	// the backends close.
+	t.Cleanup(func() {
+		for _, b := range e.backends {
+			b.close()
+		}
+	})
 	t.Cleanup(e.app.RequireStop)
 	natstest.Eventually(t, 15*time.Second, func() bool { _, ok := ready.Check(); return ok }, "router not ready")
 	_, e.js = srv.JetStream(t)
@@ -98,16 +115,67 @@ func (e *env) httpURL() string  { _, h := e.r.Addrs(); return "http://" + h }
 // spans of every trace, registered in the registry with its address.
 type backend struct {
 	ptraceotlp.UnimplementedGRPCServer
-	id   string
-	srv  *grpc.Server
-	ln   net.Listener
-	reg  *registration.Client
-	wg   sync.WaitGroup
-	stop sync.Once
+	logs    logsServer
+	metrics metricsServer
+	id      string
+	srv     *grpc.Server
+	ln      net.Listener
+	reg     *registration.Client
+	wg      sync.WaitGroup
+	stop    sync.Once
+
+	// hold, when set before traffic, makes Export wait until it is closed (a stuck backend).
+	hold chan struct{}
 
 	mu     sync.Mutex
 	traces map[[16]byte]int
 	spans  int
+	// logTraces counts log records per trace ID (zero ID: none); services counts log
+	// records and data points per service.name.
+	logTraces map[[16]byte]int
+	services  map[string]int
+}
+
+// logsServer and metricsServer count what the backend's logs and metrics services get.
+type logsServer struct {
+	plogotlp.UnimplementedGRPCServer
+	b *backend
+}
+
+func (s *logsServer) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rls := req.Logs().ResourceLogs()
+	for i := range rls.Len() {
+		svc, _ := rls.At(i).Resource().Attributes().Get("service.name")
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			lrs := sls.At(j).LogRecords()
+			for k := range lrs.Len() {
+				b.logTraces[lrs.At(k).TraceID()]++
+				b.services[svc.Str()]++
+			}
+		}
+	}
+	return plogotlp.NewExportResponse(), nil
+}
+
+type metricsServer struct {
+	pmetricotlp.UnimplementedGRPCServer
+	b *backend
+}
+
+func (s *metricsServer) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	b := s.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rms := req.Metrics().ResourceMetrics()
+	for i := range rms.Len() { // one data point per resource in the tests
+		svc, _ := rms.At(i).Resource().Attributes().Get("service.name")
+		b.services[svc.Str()]++
+	}
+	return pmetricotlp.NewExportResponse(), nil
 }
 
 // fixedReadings keeps registration health checks away from the shared machine's load.
@@ -116,14 +184,20 @@ type fixedReadings struct{}
 func (fixedReadings) Sample() (sysstat.Reading, error) { return sysstat.Reading{}, nil }
 
 // addBackend starts and registers a backend and waits until the router routes to it.
-func (e *env) addBackend(id string) *backend {
+func (e *env) addBackend(id string, opts ...func(*backend)) *backend {
 	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	b := &backend{id: id, ln: ln, srv: grpc.NewServer(), traces: map[[16]byte]int{}}
+	b := &backend{id: id, ln: ln, srv: grpc.NewServer(), traces: map[[16]byte]int{}, logTraces: map[[16]byte]int{}, services: map[string]int{}}
+	for _, o := range opts {
+		o(b)
+	}
 	ptraceotlp.RegisterGRPCServer(b.srv, b)
+	b.logs.b, b.metrics.b = b, b
+	plogotlp.RegisterGRPCServer(b.srv, &b.logs)
+	pmetricotlp.RegisterGRPCServer(b.srv, &b.metrics)
 	b.wg.Add(1)
 	go func() { defer b.wg.Done(); _ = b.srv.Serve(ln) }()
 	b.reg, err = registration.New(e.reg, registration.Config{
@@ -136,7 +210,7 @@ func (e *env) addBackend(id string) *backend {
 	if err := b.reg.Register(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(b.close)
+	e.backends = append(e.backends, b)
 	key := "collector." + testRegion + "." + id
 	natstest.Eventually(e.t, 5*time.Second, func() bool { _, ok := e.r.tables.Load().byKey[key]; return ok }, "backend %s not in the tables", id)
 	return b
@@ -157,7 +231,14 @@ func (b *backend) close() {
 }
 
 // Export counts the request's spans per trace.
-func (b *backend) Export(_ context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+func (b *backend) Export(ctx context.Context, req ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	if b.hold != nil {
+		select {
+		case <-b.hold:
+		case <-ctx.Done():
+			return ptraceotlp.NewExportResponse(), ctx.Err()
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rss := req.Traces().ResourceSpans()
@@ -185,6 +266,21 @@ func (b *backend) counts() (map[[16]byte]int, int) {
 	return out, b.spans
 }
 
+// logsAndServices returns copies of the log records per trace and the items per service.
+func (b *backend) logsAndServices() (map[[16]byte]int, map[string]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lt := make(map[[16]byte]int, len(b.logTraces))
+	for k, v := range b.logTraces {
+		lt[k] = v
+	}
+	sv := make(map[string]int, len(b.services))
+	for k, v := range b.services {
+		sv[k] = v
+	}
+	return lt, sv
+}
+
 // total sums the spans received by bs.
 func total(bs ...*backend) int {
 	n := 0
@@ -196,3 +292,43 @@ func total(bs ...*backend) int {
 }
 
 func flagSet() *flag.FlagSet { return flag.NewFlagSet("router", flag.ContinueOnError) }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// counterValue reads a counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// putGlobal stores g as the global config and waits until the router applied it.
+func (e *env) putGlobal(g fleetconfig.Global) {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(context.Background(), events.Default.ConfigBucket())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	g.Version = 7
+	b, err := json.Marshal(g)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), events.GlobalConfigKey, b); err != nil {
+		e.t.Fatal(err)
+	}
+	natstest.Eventually(e.t, 5*time.Second, func() bool {
+		s := e.r.snap.Load()
+		return s != nil && s.Global.Version == 7
+	}, "config not applied")
+}
+
+// unlimited returns the default global config without rate limits.
+func unlimited() fleetconfig.Global {
+	g := fleetconfig.Defaults().Global
+	g.RateLimiting = fleetconfig.RateLimiting{}
+	return g
+}

@@ -2,7 +2,7 @@ package routersvc
 
 import (
 	"encoding/json"
-	"errors"
+	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -75,33 +75,29 @@ func (s *Service) exportHTTP(req *http.Request, sig otlpwire.Signal, isJSON bool
 	if req.ContentLength > int64(s.cfg.MaxRequestBytes) {
 		return exportResult{}, refuse(refuseTooLarge, "request body is %d bytes, more than the %d allowed", req.ContentLength, s.cfg.MaxRequestBytes)
 	}
-	// Charge the most this request can hold before reading it.
-	held := int64(s.cfg.MaxRequestBytes)
-	if req.ContentLength > 0 {
-		held = req.ContentLength
-	}
+	// Every byte read or decompressed is charged as it arrives: a request that does not
+	// fit is refused with a retry delay, whatever its size claims.
+	c := &charged{r: req.Body, m: s.mem}
+	defer c.release()
 	enc := req.Header.Get("Content-Encoding")
-	if enc != "" && enc != "identity" {
-		held += int64(s.cfg.MaxDecompressedBytes)
-	}
-	if !s.mem.take(held) {
-		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
-	}
-	defer s.mem.give(held)
 	raw := getBody()
 	defer putBody(raw)
-	switch err := readLimited(raw, req.Body, s.cfg.MaxRequestBytes); {
-	case errors.Is(err, errTooLarge):
-		return exportResult{}, refuse(refuseTooLarge, "request body is more than the %d bytes allowed", s.cfg.MaxRequestBytes)
-	case err != nil:
+	err := readLimited(raw, c, s.cfg.MaxRequestBytes)
+	if r := readRefusal(err, s.cfg.MaxRequestBytes, "is"); r != nil {
+		return exportResult{}, r
+	}
+	if err != nil {
 		return exportResult{}, refuse(refuseMalformed, "reading the request body: %v", err)
 	}
 	pb := raw.Bytes()
 	if (enc != "" && enc != "identity") || isJSON {
 		plain := getBody()
 		defer putBody(plain)
+		dc := &charged{m: s.mem}
+		defer dc.release()
 		var r *refusal
-		if pb, r = decodeBody(plain, sig, enc, isJSON, raw.Bytes(), s.cfg.MaxDecompressedBytes); r != nil {
+		wrap := func(rd io.Reader) io.Reader { dc.r = rd; return dc }
+		if pb, r = decodeBody(plain, sig, enc, isJSON, raw.Bytes(), s.cfg.MaxDecompressedBytes, wrap); r != nil {
 			return exportResult{}, r
 		}
 	}

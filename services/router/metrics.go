@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/promreg"
-	"github.com/otelfleet/otelfleet/services/router/internal/export"
 )
 
 // Request outcomes (label outcome of otelfleet_router_requests_total).
@@ -72,7 +71,7 @@ type svcCounters struct {
 	received, kept, sampledOut, rateLimited prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, mem *memory, exp func() []export.TargetStats) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 	r := &promreg.Registrar{Reg: reg}
 	perService := func(name, help string) *prometheus.CounterVec {
 		return promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"signal", "service"}))
@@ -110,9 +109,6 @@ func newMetrics(reg prometheus.Registerer, mem *memory, exp func() []export.Targ
 	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "otelfleet_router_memory_limit_bytes", Help: "The memory limit (--memory-limit) above which requests are refused.",
 	}, func() float64 { return float64(mem.limit) }))
-	if exp != nil {
-		promreg.Add(r, &backendCollector{stats: exp})
-	}
 	return m, r.Err()
 }
 
@@ -143,42 +139,4 @@ func (m *metrics) service(signal, service string) *svcCounters {
 	}
 	m.services[k] = c
 	return c
-}
-
-// backendCollector exports the exporter's per-backend counters.
-type backendCollector struct {
-	stats func() []export.TargetStats
-}
-
-var backendDescs = struct {
-	sent, failed, retried, rerouted, dropped, queue, inFlight *prometheus.Desc
-}{
-	sent:     prometheus.NewDesc("otelfleet_router_backend_sent_total", "Items delivered to the backend.", []string{"backend"}, nil),
-	failed:   prometheus.NewDesc("otelfleet_router_backend_failed_total", "Items whose export to the backend failed (then retried or handed back).", []string{"backend"}, nil),
-	retried:  prometheus.NewDesc("otelfleet_router_backend_retried_total", "Items re-sent to the backend after a failure.", []string{"backend"}, nil),
-	rerouted: prometheus.NewDesc("otelfleet_router_backend_rerouted_total", "Items the backend handed back for re-routing.", []string{"backend"}, nil),
-	dropped:  prometheus.NewDesc("otelfleet_router_backend_dropped_total", "Items the backend's queue lost (must stay 0).", []string{"backend"}, nil),
-	queue:    prometheus.NewDesc("otelfleet_router_backend_queue_bytes", "Bytes queued for the backend.", []string{"backend"}, nil),
-	inFlight: prometheus.NewDesc("otelfleet_router_backend_in_flight", "Export calls in flight to the backend.", []string{"backend"}, nil),
-}
-
-func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{backendDescs.sent, backendDescs.failed, backendDescs.retried, backendDescs.rerouted, backendDescs.dropped, backendDescs.queue, backendDescs.inFlight} {
-		ch <- d
-	}
-}
-
-func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.stats() {
-		counter := func(d *prometheus.Desc, v int64) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), st.Key)
-		}
-		counter(backendDescs.sent, st.Sent)
-		counter(backendDescs.failed, st.Failed)
-		counter(backendDescs.retried, st.Retried)
-		counter(backendDescs.rerouted, st.Rerouted)
-		counter(backendDescs.dropped, st.Dropped)
-		ch <- prometheus.MustNewConstMetric(backendDescs.queue, prometheus.GaugeValue, float64(st.QueueBytes), st.Key)
-		ch <- prometheus.MustNewConstMetric(backendDescs.inFlight, prometheus.GaugeValue, float64(st.InFlight), st.Key)
-	}
 }

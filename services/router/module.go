@@ -71,7 +71,7 @@ func Provide(p Params) (Result, error) {
 			return nil
 		},
 		Endpoints: svc.Endpoints,
-		Stop:      func(context.Context) error { return svc.Stop() },
+		Stop:      svc.Stop,
 	})
 	// Appended after RunService's hook, so the receivers stop first on shutdown and the
 	// exporter then flushes what they accepted.

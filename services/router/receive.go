@@ -62,7 +62,8 @@ type memory struct {
 	limit  int64
 	held   atomic.Int64
 	queued atomic.Int64
-	peak   atomic.Int64
+	// peak is the most held + queued at an admission (tests).
+	peak atomic.Int64
 }
 
 // used returns the bytes held now.
@@ -84,11 +85,9 @@ func (m *memory) take(n int64) bool {
 // give releases n bytes taken earlier.
 func (m *memory) give(n int64) { m.held.Add(-n) }
 
-// setQueued records the backends' queued bytes.
-func (m *memory) setQueued(n int64) {
-	m.queued.Store(n)
-	m.notePeak()
-}
+// setQueued records the backends' queued bytes. (Bytes just submitted may be counted
+// both here and as held until their request returns: conservative, never under.)
+func (m *memory) setQueued(n int64) { m.queued.Store(n) }
 
 func (m *memory) notePeak() {
 	u := m.used()
@@ -149,9 +148,58 @@ func readLimited(dst *body, r io.Reader, limit int) error {
 	return nil
 }
 
+// errMemory is returned by a charged reader when the router's memory limit is reached.
+var errMemory = errors.New("memory limit reached")
+
+// charged counts the bytes read through it against the router's memory, failing with
+// errMemory once they do not fit; give them back with release.
+type charged struct {
+	r   io.Reader
+	m   *memory
+	got int64
+}
+
+func (c *charged) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		if !c.m.take(int64(n)) {
+			return 0, errMemory
+		}
+		c.got += int64(n)
+	}
+	return n, err
+}
+
+// release gives back what was charged.
+func (c *charged) release() { c.m.give(c.got); c.got = 0 }
+
+// wrapper wraps a reader on the body path (nil: none).
+type wrapper func(io.Reader) io.Reader
+
+func (w wrapper) wrap(r io.Reader) io.Reader {
+	if w == nil {
+		return r
+	}
+	return w(r)
+}
+
+// readRefusal maps a readLimited error.
+func readRefusal(err error, limit int, what string) *refusal {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errTooLarge):
+		return refuse(refuseTooLarge, "request body %s more than the %d bytes allowed", what, limit)
+	case errors.Is(err, errMemory):
+		return busy(retryBusy, "router memory limit reached while reading the request; retry later")
+	}
+	return nil
+}
+
 // decompress appends the decoding of raw (Content-Encoding enc) to dst, refusing more
-// than limit bytes of output while reading, so a small bomb costs at most limit.
-func decompress(dst *body, enc string, raw []byte, limit int) *refusal {
+// than limit bytes of output while reading, so a small bomb costs at most limit. w, if
+// set, wraps the decompressed stream (memory accounting).
+func decompress(dst *body, enc string, raw []byte, limit int, w wrapper) *refusal {
 	var (
 		r       io.Reader
 		release func()
@@ -190,20 +238,21 @@ func decompress(dst *body, enc string, raw []byte, limit int) *refusal {
 		return refuse(refuseMediaType, "Content-Encoding %q: want gzip, zstd or identity", enc)
 	}
 	defer release()
-	switch err := readLimited(dst, r, limit); {
-	case errors.Is(err, errTooLarge):
-		return refuse(refuseTooLarge, "request body decompresses to more than the %d bytes allowed", limit)
-	case err != nil:
+	err := readLimited(dst, w.wrap(r), limit)
+	if rf := readRefusal(err, limit, "decompresses to"); rf != nil {
+		return rf
+	}
+	if err != nil {
 		return refuse(refuseMalformed, "%s body: %v", enc, err)
 	}
 	return nil
 }
 
 // decodeBody turns an OTLP/HTTP body as received into protobuf: decompressed (enc, at
-// most limit bytes) into dst and, for JSON, converted. The result aliases dst or is a
+// most limit bytes, through w) into dst and, for JSON, converted. The result aliases dst or is a
 // fresh slice.
-func decodeBody(dst *body, sig otlpwire.Signal, enc string, isJSON bool, raw []byte, limit int) ([]byte, *refusal) {
-	if r := decompress(dst, enc, raw, limit); r != nil {
+func decodeBody(dst *body, sig otlpwire.Signal, enc string, isJSON bool, raw []byte, limit int, w wrapper) ([]byte, *refusal) {
+	if r := decompress(dst, enc, raw, limit, w); r != nil {
 		return nil, r
 	}
 	if !isJSON {

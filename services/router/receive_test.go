@@ -14,12 +14,16 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
 )
 
@@ -37,6 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny request", "--max-request-bytes", func(c *Config) { c.MaxRequestBytes = 10 }},
 		{"decompressed below request", "--max-decompressed-bytes", func(c *Config) { c.MaxDecompressedBytes = c.MaxRequestBytes - 1 }},
 		{"memory", "--memory-limit", func(c *Config) { c.MemoryLimit = 1 }},
+		{"memory below a request", "--memory-limit", func(c *Config) { c.MemoryLimit = 64 << 20 }},
 		{"strategy", "--balance-strategy", func(c *Config) { c.Strategy = "random" }},
 		{"load factor", "--load-factor", func(c *Config) { c.LoadFactor = 1 }},
 		{"rebalance", "--rebalance-interval", func(c *Config) { c.RebalanceInterval = 0 }},
@@ -60,14 +65,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigEnv(t *testing.T) {
 	t.Setenv("OTLP_GRPC_ADDR", ":14317")
-	t.Setenv("ROUTER_MEMORY_LIMIT", "1048576")
+	t.Setenv("ROUTER_MEMORY_LIMIT", "1073741824")
 	c := DefaultConfig()
 	k := knobs.New(flagSet())
 	c.Bind(k)
 	if err := k.FlagSet().Parse([]string{"--load-factor", "1.2"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.GRPCAddr != ":14317" || c.MemoryLimit != 1<<20 || c.LoadFactor != 1.2 || c.HTTPAddr != ":4318" {
+	if c.GRPCAddr != ":14317" || c.MemoryLimit != 1<<30 || c.LoadFactor != 1.2 || c.HTTPAddr != ":4318" {
 		t.Fatalf("bound config: %+v", c)
 	}
 }
@@ -216,7 +221,7 @@ func FuzzHTTPBody(f *testing.F) {
 		const limit = 64 << 10
 		dst := getBody()
 		defer putBody(dst)
-		pb, r := decodeBody(dst, otlpwire.Traces, encs[int(enc)%len(encs)], isJSON, raw, limit)
+		pb, r := decodeBody(dst, otlpwire.Traces, encs[int(enc)%len(encs)], isJSON, raw, limit, nil)
 		if r != nil {
 			if r.msg == "" {
 				t.Fatal("refusal without a message")
@@ -231,4 +236,30 @@ func FuzzHTTPBody(f *testing.F) {
 			t.Fatalf("split error not wrapping ErrMalformed: %v", err)
 		}
 	})
+}
+
+// TestBusyUntilReady: with NATS unreachable the receivers listen at once and answer
+// 503 + Retry-After / UNAVAILABLE + RetryInfo until the router is ready.
+func TestBusyUntilReady(t *testing.T) {
+	s := platform.DefaultSettings("router")
+	s.NATS.URL, s.AdminAddr, s.LogLevel, s.LogFormat = "nats://127.0.0.1:1", "127.0.0.1:0", "error", "text"
+	var r *Service
+	app := fxtest.New(t, platform.Options(s), platform.Module(s), configwatch.Module, Module(testConfig()), fx.Populate(&r))
+	app.RequireStart()
+	defer app.RequireStop()
+	g, h := r.Addrs()
+	code, hdr, body := post(t, "http://"+h+"/v1/traces", contentProto, "", traceRequest(t, "checkout", [16]byte{1}, 1))
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "starting") {
+		t.Fatalf("HTTP before ready: %d %v %q", code, hdr, body)
+	}
+	cc, err := grpc.NewClient(g, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	var out rawMsg
+	err = cc.Invoke(context.Background(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &rawMsg{b: traceRequest(t, "checkout", [16]byte{1}, 1)}, &out, grpc.ForceCodecV2(rawCodec{}))
+	if d, ok := retryAfterOf(err); status.Code(err) != codes.Unavailable || !ok || d <= 0 {
+		t.Fatalf("gRPC before ready: %v", err)
+	}
 }

@@ -30,6 +30,7 @@ func newRerouter(s *Service) *rerouter { return &rerouter{s: s, kick: make(chan 
 
 // add queues b from backend `from` (export.Rerouter; called from exporter goroutines).
 func (r *rerouter) add(from string, b export.Batch) {
+	r.s.suspect(from)
 	r.mu.Lock()
 	r.pending = append(r.pending, handBack{from: from, b: b})
 	r.bytes += int64(len(b.Payload))
@@ -112,19 +113,45 @@ func (s *Service) resplit(hb handBack) bool {
 		s.m.dropped.Add(float64(hb.b.Items))
 		return true
 	}
-	for _, p := range res.Parts {
+	st.top = append(st.top[:0], res.Parts...)
+	for _, p := range st.top {
 		if p.Dest == st.nowhere {
+			for i := range st.top {
+				st.top[i].Release()
+			}
 			return false
 		}
 	}
 	submitted := 0
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		submitted += s.deliver(st, hb.b.Signal, p)
 	}
 	s.m.rerouted.Add(float64(submitted))
+	s.mem.queued.Add(st.queuedBytes)
 	// Parts that found every backend full after the check wait for the next try.
 	for _, p := range st.stranded {
 		s.rr.add(hb.from, export.Batch{Signal: hb.b.Signal, Payload: p.Payload, Items: p.Items})
 	}
 	return true
+}
+
+// suspectFor is how long new traffic avoids a backend that handed a batch back (its
+// retries ran out or it left), unless no other backend can take it: a dead backend whose
+// registration has not expired yet stops getting new traces at once.
+const suspectFor = 5 * time.Second
+
+// suspect marks backend key as avoided for suspectFor.
+func (s *Service) suspect(key string) {
+	s.suspectMu.Lock()
+	defer s.suspectMu.Unlock()
+	now := time.Now()
+	next := map[string]time.Time{key: now.Add(suspectFor)}
+	if old := s.suspects.Load(); old != nil {
+		for k, until := range *old {
+			if k != key && now.Before(until) {
+				next[k] = until
+			}
+		}
+	}
+	s.suspects.Store(&next)
 }

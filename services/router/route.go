@@ -3,6 +3,7 @@ package routersvc
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -59,21 +60,35 @@ type splitState struct {
 	// routeOnly re-splits already-admitted items: no sampling or rate limiting.
 	routeOnly bool
 	exclude   []bool
-	res       []resState
-	arena     []byte
-	now       time.Time
-	nowhere   int
-	s         *Service
-	fn        func(*otlpwire.Item) otlpwire.Verdict
-	excl      func(int) bool
+	// avoid marks suspect backends (they handed back batches lately): skipped while any
+	// other backend can take the item.
+	avoid    []bool
+	anyAvoid bool
+	res      []resState
+	arena    []byte
+	now      time.Time
+	nowhere  int
+	s        *Service
+	fn       func(*otlpwire.Item) otlpwire.Verdict
+	excl     func(int) bool
+	exclSoft func(int) bool
 	// stranded collects the parts deliver found no backend for.
 	stranded []otlpwire.Part
+	// top holds the first split's parts: a later Split reuses the Splitter's slice.
+	top []otlpwire.Part
+	// first holds the first split's per-resource counts.
+	first []resState
+	// queuedBytes sums the payloads deliver handed to the exporter; failedOver the items
+	// it submitted to another backend than the first choice.
+	queuedBytes int64
+	failedOver  int
 }
 
 var splitStates = sync.Pool{New: func() any {
 	st := &splitState{}
 	st.fn = st.route
 	st.excl = func(d int) bool { return st.exclude[d] }
+	st.exclSoft = func(d int) bool { return st.exclude[d] || st.avoid[d] }
 	return st
 }}
 
@@ -81,11 +96,20 @@ func (s *Service) getSplitState(sig otlpwire.Signal, t *tables) *splitState {
 	st := splitStates.Get().(*splitState)
 	st.s, st.t, st.pol, st.lim, st.sig, st.routeOnly, st.now = s, t, s.policy.Load(), s.limiter.Load(), sig, false, time.Now()
 	st.nowhere = len(t.keys)
-	st.exclude = st.exclude[:0]
+	st.exclude, st.avoid, st.anyAvoid = st.exclude[:0], st.avoid[:0], false
 	for range len(t.keys) {
 		st.exclude = append(st.exclude, false)
+		st.avoid = append(st.avoid, false)
 	}
-	st.res, st.arena, st.stranded = st.res[:0], st.arena[:0], st.stranded[:0]
+	if sus := s.suspects.Load(); sus != nil {
+		for key, until := range *sus {
+			if d, ok := t.byKey[key]; ok && st.now.Before(until) {
+				st.avoid[d], st.anyAvoid = true, true
+			}
+		}
+	}
+	st.res, st.arena, st.stranded, st.top, st.first = st.res[:0], st.arena[:0], st.stranded[:0], st.top[:0], st.first[:0]
+	st.queuedBytes, st.failedOver = 0, 0
 	return st
 }
 
@@ -122,6 +146,10 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 			}
 		}
 		if st.sig == otlpwire.Traces && it.HasTraceID {
+			if cap(st.arena)-len(st.arena) < maxTraceState {
+				// A fresh block: the trace states already written keep the old one.
+				st.arena = make([]byte, 0, arenaBlock)
+			}
 			free := st.arena[len(st.arena):]
 			o := r.plan.sampler.Decide(it.TraceID, it.TraceState, free)
 			if !o.Keep {
@@ -139,12 +167,25 @@ func (st *splitState) route(it *otlpwire.Item) otlpwire.Verdict {
 	if it.HasTraceID {
 		key = balance.TraceKey(it.TraceID)
 	}
-	d := st.t.pick(r.plan, key, st.excl)
+	d := -1
+	if st.anyAvoid {
+		d = st.t.pick(r.plan, key, st.exclSoft)
+	}
+	if d < 0 {
+		d = st.t.pick(r.plan, key, st.excl)
+	}
 	if d < 0 {
 		d = st.nowhere
 	}
 	return otlpwire.Verdict{Dest: d, TraceState: ts}
 }
+
+// Trace-state arena sizes: a block holds the new trace states of many spans; a block
+// with less room than maxTraceState left is replaced.
+const (
+	arenaBlock    = 16 << 10
+	maxTraceState = 512
+)
 
 // grow extends the arena over ts when Decide appended it in place, so later spans'
 // trace states do not overwrite it; a reallocated ts starts a new arena.
@@ -174,19 +215,32 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		}
 		return exportResult{}, refuse(refuseMalformed, "%s request: %v", sig, err)
 	}
-	s.count(sig, st.res)
+	// deliver's re-splits reuse st.res: keep the first split's counts.
+	st.first = append(st.first[:0], st.res...)
+	accepted := false
+	defer func() { s.count(sig, st.first, accepted) }()
 	out := exportResult{Total: res.Total, Sampled: res.Sampled, Rejected: res.Rejected, Kept: res.Total - res.Sampled - res.Rejected}
+	st.top = append(st.top[:0], res.Parts...)
 	var held int64
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		held += int64(len(p.Payload))
 	}
-	s.mem.held.Add(held) // already in memory: counted, never refused
-	defer s.mem.give(held)
+	if !s.mem.take(held) {
+		for i := range st.top {
+			st.top[i].Release()
+		}
+		return exportResult{}, busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+	}
 	st.routeOnly = true
 	submitted, stranded := 0, 0
-	for _, p := range res.Parts {
+	for _, p := range st.top {
 		submitted += s.deliver(st, sig, p)
 	}
+	// The submitted bytes now sit in the backends' queues (until the next refresh reads
+	// them there): released from this request first, so they are never counted twice.
+	s.mem.give(held)
+	s.mem.queued.Add(st.queuedBytes)
+	s.m.rerouted.Add(float64(st.failedOver))
 	for i := range st.stranded {
 		stranded += st.stranded[i].Items
 		st.stranded[i].Release()
@@ -197,20 +251,32 @@ func (s *Service) export(_ context.Context, sig otlpwire.Signal, req []byte) (ex
 		}
 		return exportResult{}, busy(retryBusy, "no backend can take %d of the %d %s now (backends full or gone); retry later", stranded, out.Kept, itemNoun(sig))
 	}
+	accepted = true
 	return out, nil
 }
 
 // deliver submits part p to its backend; a full or gone backend is excluded and p
 // re-split over the next backends of its items. It returns the items submitted; parts
 // that can go nowhere are appended to st.stranded.
-func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) (submitted int) {
+func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) int {
+	return s.deliverAt(st, sig, p, 0)
+}
+
+// deliverAt is deliver for a part re-split depth times.
+func (s *Service) deliverAt(st *splitState, sig otlpwire.Signal, p otlpwire.Part, depth int) (submitted int) {
 	if p.Dest == st.nowhere {
 		st.stranded = append(st.stranded, p)
 		return 0
 	}
 	err := s.exp.Submit(st.t.keys[p.Dest], export.Batch{Signal: sig, Payload: p.Payload, Items: p.Items})
 	if err == nil {
-		return p.Items
+		st.queuedBytes += int64(len(p.Payload))
+		n := p.Items
+		if depth > 0 {
+			st.failedOver += n
+		}
+		p.Release() // the exporter copied it
+		return n
 	}
 	if !errors.Is(err, export.ErrFull) && !errors.Is(err, export.ErrNoTarget) {
 		s.log.Warn("backend refused a batch; failing over", "backend", st.t.keys[p.Dest], "err", err)
@@ -223,18 +289,17 @@ func (s *Service) deliver(st *splitState, sig otlpwire.Signal, p otlpwire.Part) 
 		st.stranded = append(st.stranded, otlpwire.Part{Dest: st.nowhere, Payload: p.Payload, Items: p.Items})
 		return 0
 	}
-	p.Release() // re-split into res.Parts
-	for _, q := range res.Parts {
-		if n := s.deliver(st, sig, q); n > 0 {
-			s.m.rerouted.Add(float64(n))
-			submitted += n
-		}
+	p.Release()                                 // re-split into res.Parts
+	for _, q := range slices.Clone(res.Parts) { // the next Split reuses res.Parts
+		submitted += s.deliverAt(st, sig, q, depth+1)
 	}
 	return submitted
 }
 
-// count adds one request's per-resource counts to the metrics and the load monitor.
-func (s *Service) count(sig otlpwire.Signal, res []resState) {
+// count adds one request's per-resource counts to the metrics and the load monitor:
+// received always (it is the demand), the verdicts only when the request was accepted
+// (a refused request comes back).
+func (s *Service) count(sig otlpwire.Signal, res []resState, accepted bool) {
 	for i := range res {
 		r := &res[i]
 		if r.plan == nil || r.received == 0 {
@@ -242,6 +307,14 @@ func (s *Service) count(sig otlpwire.Signal, res []resState) {
 		}
 		c := s.m.service(sig.String(), r.plan.service)
 		c.received.Add(float64(r.received))
+		if sig == otlpwire.Traces {
+			s.mon.RecordService(r.plan.service, r.received)
+			s.mon.RecordSpans(r.received, 0)
+			s.totals.received.Add(int64(r.received))
+		}
+		if !accepted {
+			continue
+		}
 		if r.kept > 0 {
 			c.kept.Add(float64(r.kept))
 		}
@@ -252,9 +325,6 @@ func (s *Service) count(sig otlpwire.Signal, res []resState) {
 			c.rateLimited.Add(float64(r.rateLimited))
 		}
 		if sig == otlpwire.Traces {
-			s.mon.RecordService(r.plan.service, r.received)
-			s.mon.RecordSpans(r.received, 0)
-			s.totals.received.Add(int64(r.received))
 			s.totals.kept.Add(int64(r.kept))
 			s.totals.sampled.Add(int64(r.sampled))
 			s.totals.rateLimited.Add(int64(r.rateLimited))

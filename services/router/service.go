@@ -67,6 +67,10 @@ type Service struct {
 	decision atomic.Pointer[events.Decision]
 	snap     atomic.Pointer[configwatch.Snapshot]
 
+	// suspects are the backends new traffic avoids until the given time.
+	suspects  atomic.Pointer[map[string]time.Time]
+	suspectMu sync.Mutex
+
 	rebuildMu    sync.Mutex
 	lastBackends []backends.Backend
 
@@ -117,12 +121,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if s.auth, err = newReceiverAuth(cfg); err != nil {
 		return nil, err
 	}
-	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add)
+	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add,
+		export.WithRegisterer(d.Registerer), export.WithLogger(d.Log.With("component", "export")))
 	if err != nil {
 		return nil, fmt.Errorf("router: exporter: %w", err)
 	}
 	s.exp = exp
-	if s.m, err = newMetrics(d.Registerer, s.mem, exp.Stats); err != nil {
+	if s.m, err = newMetrics(d.Registerer, s.mem); err != nil {
 		return nil, err
 	}
 	mcfg := loadmon.DefaultConfig()
@@ -220,6 +225,7 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.goRun(func() { s.housekeep(ctx) })
 	s.goRun(func() { s.becomeReady(ctx) })
 	s.goRun(func() { s.register(ctx, b.Registry) })
+	s.goRun(func() { s.runPeers(ctx, b.Registry) })
 }
 
 func (s *Service) goRun(fn func()) {
@@ -355,14 +361,12 @@ func (s *Service) readyCheck(context.Context) events.CheckResult {
 	return events.CheckResult{Name: "ready", Status: events.HealthHealthy}
 }
 
-// Stop stops the router: its loops, then the exporter (flushing the queues within
-// StopTimeout-ish 5s; what a backend hands back meanwhile is re-routed), then what is
-// still waiting for a backend is counted as dropped; finally it deregisters.
-func (s *Service) Stop() error {
+// Stop stops the router: the exporter first (flushing the queues within ctx; what a
+// backend hands back meanwhile is re-routed), then its loops; what is still waiting for
+// a backend is counted as dropped; finally it deregisters.
+func (s *Service) Stop(ctx context.Context) error {
 	var errs []error
 	s.stopOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
 		if err := s.exp.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			errs = append(errs, err)
 		}
@@ -381,7 +385,9 @@ func (s *Service) Stop() error {
 			pub.Stop()
 		}
 		if c != nil {
-			if err := c.Deregister(ctx); err != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := c.Deregister(dctx); err != nil {
 				errs = append(errs, err)
 			}
 		}

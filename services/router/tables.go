@@ -46,17 +46,17 @@ func (r *regionTable) pick(key uint64, excluded func(int) bool) int {
 	}
 }
 
-// share returns the fraction of the key space member key holds (by sampling the table at
-// evenly spaced keys; for status pages).
-func (r *regionTable) share(member int) float64 {
+// shares returns the fraction of the key space each member holds, by sampling the table
+// at evenly spaced keys (for status pages).
+func (r *regionTable) shares() []float64 {
 	const samples = 4096
-	n := 0
+	out := make([]float64, r.t.Len())
 	for i := range samples {
-		if r.t.Pick(uint64(i)*(^uint64(0)/samples)) == member {
-			n++
+		if m := r.t.Pick(uint64(i) * (^uint64(0) / samples)); m >= 0 {
+			out[m] += 1.0 / samples
 		}
 	}
-	return float64(n) / samples
+	return out
 }
 
 // buildTables makes the tables for list under cfg, keeping what it can of prev's

@@ -35,13 +35,12 @@ type Table struct {
 }
 
 // Build makes the table for members (any order; Keys must be unique) under cfg. prev, the
-// table in force (nil for none), is accepted for strategies that may use it; the built-in
-// ones do not: each deals the slots as a pure function of the members and their
-// readings, so that every router holds the same table (a table that depended on what a
-// router saw before would split traces between routers that started at different
-// times). Consistent hashing already keeps the placement of keys whose member stays.
+// table in force (nil for none), only makes the build faster (its ring is reused): every
+// strategy deals the slots as a pure function of the members and their readings, so
+// that every router holds the same table (a table that depended on what a router saw
+// before would split traces between routers that started at different times).
+// Consistent hashing already keeps the placement of keys whose member stays.
 func Build(cfg Config, members []Member, prev *Table) (*Table, error) {
-	_ = prev
 	if cfg.Strategy == "" {
 		cfg.Strategy = BoundedLoad
 	}
@@ -73,7 +72,7 @@ func Build(cfg Config, members []Member, prev *Table) (*Table, error) {
 	if len(ms) == 0 {
 		return t, nil
 	}
-	t.buildRing()
+	t.buildRing(prev)
 	weights, factor := shares(cfg, ms)
 	t.deal(weights, factor)
 	return t, nil
@@ -98,16 +97,55 @@ func (m Member) check() error {
 // buildRing hashes every member's virtual nodes onto the ring. A ring point is one
 // uint64: the top 48 bits its position, the low 16 its member's index, so sorting the
 // points orders them by position and breaks the (vanishingly rare) ties by member index,
-// i.e. by Key: still deterministic.
-func (t *Table) buildRing() {
-	pts := make([]uint64, 0, len(t.members)*vnodes)
-	for i, m := range t.members {
-		base := BytesKey([]byte(m.Key))
-		for v := range vnodes {
-			pts = append(pts, mix64(base+uint64(v+1)*0x9e3779b97f4a7c15)&^ownerMask|uint64(i))
+// i.e. by Key: still deterministic. With a previous table the ring is the same, made
+// faster: its points of the members that stay are kept in order (re-indexed) and merged
+// with the sorted points of the new ones.
+func (t *Table) buildRing(prev *Table) {
+	if prev.Len() == 0 {
+		pts := make([]uint64, 0, len(t.members)*vnodes)
+		for i := range t.members {
+			pts = t.appendPoints(pts, i)
+		}
+		t.ring = ringSort(pts)
+		return
+	}
+	remap := make([]uint64, len(prev.members))
+	for i, m := range prev.members {
+		remap[i] = ownerMask + 1 // gone
+		if j, ok := t.index[m.Key]; ok {
+			remap[i] = uint64(j)
 		}
 	}
-	t.ring = ringSort(pts)
+	var fresh []uint64
+	for i, m := range t.members {
+		if prev.Index(m.Key) < 0 {
+			fresh = t.appendPoints(fresh, i)
+		}
+	}
+	slices.Sort(fresh)
+	ring := make([]uint64, 0, len(t.members)*vnodes)
+	for _, x := range prev.ring {
+		j := remap[x&ownerMask]
+		if j > ownerMask {
+			continue
+		}
+		x = x&^ownerMask | j
+		for len(fresh) > 0 && fresh[0] < x {
+			ring = append(ring, fresh[0])
+			fresh = fresh[1:]
+		}
+		ring = append(ring, x)
+	}
+	t.ring = append(ring, fresh...)
+}
+
+// appendPoints appends member i's ring points to pts.
+func (t *Table) appendPoints(pts []uint64, i int) []uint64 {
+	base := BytesKey([]byte(t.members[i].Key))
+	for v := range vnodes {
+		pts = append(pts, mix64(base+uint64(v+1)*0x9e3779b97f4a7c15)&^ownerMask|uint64(i))
+	}
+	return pts
 }
 
 // ownerMask selects a ring point's member index.
@@ -282,25 +320,43 @@ func (t *Table) deal(weights []float64, factor float64) {
 		}
 	}
 	t.slots = make([]uint16, numSlots)
-	p := 0 // first ring point at or after the current slot's position
-	for s := range numSlots {
-		pos := uint64(s)<<slotShift | 1<<(slotShift-1)
-		for p < pts && t.ring[p] < pos {
-			p++
-		}
-		q := find(p)
-		if q == pts {
-			q = find(0)
-		}
-		m := t.owner(q)
-		t.slots[s] = m
-		held[m]++
-		if held[m] == caps[m] && start != nil {
-			for _, r := range byOwner[start[m]:start[m+1]] {
-				next[r] = r + 1
+	// assign deals slots [from, to), whose positions all lead to ring point p, in runs:
+	// each run goes to the first member at or after p below its cap.
+	assign := func(from, to, p int) {
+		for from < to {
+			q := find(p)
+			if q == pts {
+				q = find(0)
+			}
+			m := t.owner(q)
+			k := min(to-from, caps[m]-held[m])
+			for i := from; i < from+k; i++ {
+				t.slots[i] = m
+			}
+			from += k
+			held[m] += k
+			if held[m] == caps[m] && start != nil {
+				for _, r := range byOwner[start[m]:start[m+1]] {
+					next[r] = r + 1
+				}
 			}
 		}
 	}
+	// Slot s (position s<<slotShift + half a slot) leads to the first ring point at or
+	// after its position, wrapping to point 0 after the last.
+	const half = 1 << (slotShift - 1)
+	s := 0
+	for p := 0; p < pts && s < numSlots; p++ {
+		end := 0 // slots whose position is ≤ ring[p]
+		if t.ring[p] >= half {
+			end = min(int((t.ring[p]-half)>>slotShift)+1, numSlots)
+		}
+		if end > s {
+			assign(s, end, p)
+			s = end
+		}
+	}
+	assign(s, numSlots, 0)
 }
 
 // Strategy returns the strategy the table was built with.

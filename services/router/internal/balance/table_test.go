@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -406,6 +407,35 @@ func TestRebalanceMovesBounded(t *testing.T) {
 			if m := Moved(a, b); m > 2*change+0.02 {
 				t.Errorf("%s/%d: moved %.4f for a share change of %.4f, want ≤ 2 × change + 2%%", s, n, m, change)
 			}
+		}
+	}
+}
+
+// TestBuildFromPrevIsTheSame: a table built with the previous one equals one built
+// without it (prev only saves work).
+func TestBuildFromPrevIsTheSame(t *testing.T) {
+	ms := members(60, 1000)
+	for _, s := range strategies {
+		prev := build(t, cfgFor(s), ms[:50])
+		next := append(append([]Member(nil), ms[5:45]...), ms[50:]...) // 10 gone, 10 new
+		a, err := Build(cfgFor(s), next, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := build(t, cfgFor(s), next)
+		if m := Moved(a, b); m != 0 || !slices.Equal(a.ring, b.ring) {
+			t.Fatalf("%s: built from prev differs from built afresh (moved %.4f)", s, m)
+		}
+	}
+}
+
+func BenchmarkRebuild(b *testing.B) {
+	ms := members(101, 1000)
+	prev := build(b, DefaultConfig(), ms[:100])
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Build(DefaultConfig(), ms[1:], prev); err != nil { // one joins, one leaves
+			b.Fatal(err)
 		}
 	}
 }

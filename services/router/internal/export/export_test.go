@@ -1,7 +1,6 @@
 package export
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
@@ -42,20 +41,6 @@ func testConfig() Config {
 	return c
 }
 
-func newExporter(t *testing.T, cfg Config, rr Rerouter) *Exporter {
-	t.Helper()
-	e, err := New(cfg, rr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Close(ctx)
-	})
-	return e
-}
-
 func stat(e *Exporter, key string) TargetStats {
 	for _, s := range e.Stats() {
 		if s.Key == key && !s.Leaving {
@@ -73,7 +58,7 @@ func TestDeliversBatchedOverEveryCompression(t *testing.T) {
 				cfg := testConfig()
 				cfg.Protocol, cfg.Compression, cfg.MaxBatchItems = proto, comp, 50
 				var rr collector
-				e := newExporter(t, cfg, rr.reroute)
+				e := newQuiet(t, cfg, rr.reroute)
 				e.SetTargets([]Target{{Key: "collector.r.a", Addr: f.addr, Region: "r"}})
 				for i := range 100 {
 					if err := e.Submit("collector.r.a", traceBatch(t, uint64(i*10), 10)); err != nil {

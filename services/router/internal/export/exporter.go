@@ -26,6 +26,8 @@ type Exporter struct {
 	log     *slog.Logger
 	m       *metrics
 	reroute Rerouter
+	// dial makes a backend's client (a seam for benchmarks; nil: by cfg.Protocol).
+	dial func(addr string, cfg Config) (client, error)
 
 	mu      sync.RWMutex
 	cfg     Config
@@ -73,6 +75,9 @@ func New(cfg Config, reroute Rerouter, opts ...Option) (*Exporter, error) {
 }
 
 func (e *Exporter) newClient(addr string, cfg Config) (client, error) {
+	if e.dial != nil {
+		return e.dial(addr, cfg)
+	}
 	if cfg.Protocol == ProtocolHTTP {
 		return newHTTPClient(addr, cfg), nil
 	}

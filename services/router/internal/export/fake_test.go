@@ -31,11 +31,13 @@ type fakeBackend struct {
 	calls   int
 	verdict verdict
 	hang    chan struct{} // non-nil: calls block until it is closed (or they are cancelled)
-	hanging int
+	hanging int           // calls blocked in hang now
 	started chan struct{} // signalled when a call starts (cap 64)
 }
 
-func startFake(t *testing.T) *fakeBackend {
+func startFake(t *testing.T) *fakeBackend { return startFakeB(t) }
+
+func startFakeB(t testing.TB) *fakeBackend {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -63,6 +65,11 @@ func (f *fakeBackend) Export(ctx context.Context, req ptraceotlp.ExportRequest) 
 	}
 	resp := ptraceotlp.NewExportResponse()
 	if hang != nil {
+		defer func() {
+			f.mu.Lock()
+			f.hanging--
+			f.mu.Unlock()
+		}()
 		select {
 		case <-hang:
 		case <-ctx.Done():
@@ -114,6 +121,12 @@ func (f *fakeBackend) received() (distinct, dups int) {
 	return
 }
 
+func (f *fakeBackend) hangingNow() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(f.hanging)
+}
+
 func (f *fakeBackend) callCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -130,7 +143,7 @@ func traceBatch(t testing.TB, first uint64, n int) Batch {
 	for i := range n {
 		sp := ss.Spans().AppendEmpty()
 		var sid pcommon.SpanID
-		binary.BigEndian.PutUint64(sid[:], first+uint64(i))
+		binary.BigEndian.PutUint64(sid[:], first+uint64(i)+1<<32) // never all zero
 		var tid pcommon.TraceID
 		binary.BigEndian.PutUint64(tid[8:], first+uint64(i))
 		tid[0] = 1

@@ -154,6 +154,25 @@ type field struct {
 
 // nextField reads the field at b[off:limit]. msg names the message for errors.
 func nextField(b []byte, off, limit int) (field, error) {
+	// Fast paths for a one-byte tag: short length-delimited, fixed64 and fixed32 fields
+	// (most of a span's fields).
+	if off+1 < limit && b[off] < 0x80 && b[off] >= 8 {
+		num, vs := protowire.Number(b[off]>>3), off+1
+		switch protowire.Type(b[off] & 7) {
+		case protowire.BytesType:
+			if l := int(b[vs]); l < 0x80 && vs+1+l <= limit {
+				return field{num: num, typ: protowire.BytesType, start: off, vstart: vs + 1, end: vs + 1 + l}, nil
+			}
+		case protowire.Fixed64Type:
+			if vs+8 <= limit {
+				return field{num: num, typ: protowire.Fixed64Type, start: off, vstart: vs, end: vs + 8}, nil
+			}
+		case protowire.Fixed32Type:
+			if vs+4 <= limit {
+				return field{num: num, typ: protowire.Fixed32Type, start: off, vstart: vs, end: vs + 4}, nil
+			}
+		}
+	}
 	num, typ, n := protowire.ConsumeTag(b[off:limit])
 	if n < 0 {
 		return field{}, fmt.Errorf("offset %d: bad field tag: %w", off, protowire.ParseError(n))
