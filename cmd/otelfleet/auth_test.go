@@ -105,16 +105,18 @@ func (id *identity) check(t *testing.T, what, subject string, waits bool, op fun
 		case err := <-done:
 			// A core publish returns before the server answers; a request gave up first.
 			// Either way the violation must arrive.
-			select {
-			case v := <-id.violations:
-				if strings.Contains(v.Error(), want) {
+			timeout := time.After(5 * time.Second)
+			for {
+				select {
+				case v := <-id.violations:
+					if strings.Contains(v.Error(), want) {
+						return
+					}
+				case <-timeout:
+					t.Errorf("%s: %s ended with %v and no permission violation on %s", id.name, what, err, subject)
 					return
 				}
-				t.Errorf("%s: %s: violation %v, want one on %s", id.name, what, v, subject)
-			case <-time.After(5 * time.Second):
-				t.Errorf("%s: %s ended with %v and no permission violation on %s", id.name, what, err, subject)
 			}
-			return
 		}
 	}
 }
@@ -332,4 +334,38 @@ func TestShippedTLSConfig(t *testing.T) {
 		t.Fatalf("viewer over mutual TLS: %v", err)
 	}
 	vc.Close()
+}
+
+// TestProvisionWithoutCreateRights: on the shipped config a service identity cannot
+// create the contract's streams (the server refuses), the config identity can, and
+// afterwards the service binds to them with the default layout and with UseExisting.
+func TestProvisionWithoutCreateRights(t *testing.T) {
+	natsEnv = natstest.EnvFile(t, authEnv)
+	srv := natstest.Run(t, natstest.ConfigFile(t, authConfig))
+	sampler := connectAs(t, srv.URL(), "sampler")
+	// CreateOrUpdateStream tries the update first.
+	sampler.refused(t, "provision", "$JS.API.STREAM.UPDATE."+events.Default.LoadStream(), func(ctx context.Context) error {
+		_, err := natsconn.Provision(ctx, sampler.js, natsconn.DefaultLayout())
+		return err
+	})
+	config := connectAs(t, srv.URL(), "config")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := natsconn.Provision(ctx, config.js, natsconn.DefaultLayout()); err != nil {
+		t.Fatalf("config provisions: %v", err)
+	}
+	for _, l := range []natsconn.Layout{natsconn.DefaultLayout(), {Namespace: events.Default, RegistryTTL: time.Second, LeaseTTL: time.Second, Replicas: 1, UseExisting: true}} {
+		b, err := natsconn.Provision(ctx, sampler.js, l)
+		if err != nil {
+			t.Fatalf("sampler binds (UseExisting %v): %v", l.UseExisting, err)
+		}
+		if l.UseExisting && len(b.Differences) == 0 {
+			t.Error("UseExisting: the sampler's other TTLs are not reported as differences")
+		}
+	}
+	select {
+	case v := <-sampler.violations:
+		t.Errorf("binding to existing streams was refused: %v", v)
+	default:
+	}
 }
