@@ -14,6 +14,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/testcerts"
 )
 
 const (
@@ -104,16 +105,18 @@ func (id *identity) check(t *testing.T, what, subject string, waits bool, op fun
 		case err := <-done:
 			// A core publish returns before the server answers; a request gave up first.
 			// Either way the violation must arrive.
-			select {
-			case v := <-id.violations:
-				if strings.Contains(v.Error(), want) {
+			timeout := time.After(5 * time.Second)
+			for {
+				select {
+				case v := <-id.violations:
+					if strings.Contains(v.Error(), want) {
+						return
+					}
+				case <-timeout:
+					t.Errorf("%s: %s ended with %v and no permission violation on %s", id.name, what, err, subject)
 					return
 				}
-				t.Errorf("%s: %s: violation %v, want one on %s", id.name, what, v, subject)
-			case <-time.After(5 * time.Second):
-				t.Errorf("%s: %s ended with %v and no permission violation on %s", id.name, what, err, subject)
 			}
-			return
 		}
 	}
 }
@@ -242,16 +245,127 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 		_, err := agent.nc.RequestWithContext(ctx, ns.Endpoint(events.ServiceConfig, "put"), []byte(`{}`))
 		return err
 	})
-	// What an agent may do: its own registration key and load subject.
-	if _, err := reg.Put(ctx, "collector.local.agent-1", []byte(`{}`)); err != nil {
-		t.Errorf("agent puts its own registration key: %v", err)
+	// What an agent may do: run `otelfleet agent` for its own collector, which registers
+	// and heart-beats.
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan int, 1)
+	go func() {
+		var out natstest.Buffer
+		env := &cliEnv{stdout: &out, stderr: &out}
+		agentDone <- env.main(agentCtx, []string{"agent", "--nats", url, "--nats-user", "agent", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_AGENT"),
+			"--region", "local", "--id", "agent-1", "--endpoint", "127.0.0.1:4317"})
+	}()
+	natstest.Eventually(t, 20*time.Second, func() bool {
+		e, err := b.Registry.Get(ctx, "collector.local.agent-1")
+		return err == nil && len(e.Value()) > 0
+	}, "otelfleet agent registers under the agent identity")
+	stopAgent()
+	if code := <-agentDone; code != exitOK {
+		t.Errorf("otelfleet agent exited %d", code)
 	}
+	// It may delete its own key (Deregister did, unless it stopped before its first put
+	// was acknowledged; then the key would expire after the TTL).
 	if err := reg.Delete(ctx, "collector.local.agent-1"); err != nil {
 		t.Errorf("agent deletes its own registration key: %v", err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool { return !has(b.Registry, "collector.local.agent-1") }, "the agent's key is gone")
+
+	// The read commands work as viewer; admin runs a command under a lock.
+	asViewer := []string{"--nats", url, "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER")}
+	for _, cmd := range [][]string{{"registry", "ls"}, {"topology"}, {"sampling"}, {"leader", "ls", "--locks"}, {"route", "0102030405060708090a0b0c0d0e0f10"}, {"config", "history"}} {
+		if code, out, stderr := runCLI(t, append(append([]string{}, asViewer...), cmd...)...); code != exitOK {
+			t.Errorf("viewer %v: exit %d, %s %s", cmd, code, out, stderr)
+		}
+	}
+	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN"), "lock", "nightly", "--", "true"); code != exitOK {
+		t.Errorf("admin lock: exit %d, %s %s", code, out, stderr)
 	}
 	sim := connectAs(t, url, "simulate")
 	sim.refused(t, "register a real region's collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(sim.kv(t, ns.RegistryBucket()), "collector.local.sink-1"))
 	if code := stop(); code != exitOK {
 		t.Errorf("dev --auth exited %d", code)
+	}
+}
+
+// TestShippedTLSConfig: deploy/nats/nats-tls.conf with throw-away certificates requires
+// TLS and a client certificate on top of the identity; a service's connection options
+// (tls:// URL, NATS_CA, NATS_CERT, NATS_KEY, user and password) get through and the
+// identity's permissions still apply.
+func TestShippedTLSConfig(t *testing.T) {
+	set, err := testcerts.WriteSet(t.TempDir(), time.Hour, "config", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsEnv = natstest.EnvFile(t, authEnv)
+	t.Setenv("NATS_TLS_CERT", set.ServerCertFile)
+	t.Setenv("NATS_TLS_KEY", set.ServerKeyFile)
+	t.Setenv("NATS_TLS_CA", set.CAFile)
+	srv := natstest.Run(t, natstest.ConfigFile(t, "../../deploy/nats/nats-tls.conf"))
+	if !strings.HasPrefix(srv.URL(), "tls://") {
+		t.Fatalf("URL %s: want tls://", srv.URL())
+	}
+	o := natsconn.Options{URL: srv.URL(), User: "config", Password: envOf(t, "OTELFLEET_PASSWORD_CONFIG"), CAFile: set.CAFile}
+	if nc, err := natsconn.Dial(o, 5*time.Second); err == nil {
+		nc.Close()
+		t.Fatal("connected without a client certificate")
+	}
+	o.CertFile, o.KeyFile = set.ClientCertFile, set.ClientKeyFile
+	nc, err := natsconn.Dial(o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("config over mutual TLS: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := natsconn.Provision(ctx, js, natsconn.DefaultLayout())
+	if err != nil {
+		t.Fatalf("config provisions over TLS: %v", err)
+	}
+	if _, err := b.Config.Put(ctx, "global", []byte(`{}`)); err != nil {
+		t.Errorf("config writes the config bucket over TLS: %v", err)
+	}
+	o.User, o.Password = "viewer", envOf(t, "OTELFLEET_PASSWORD_VIEWER")
+	vc, err := natsconn.Dial(o, 5*time.Second)
+	if err != nil {
+		t.Fatalf("viewer over mutual TLS: %v", err)
+	}
+	vc.Close()
+}
+
+// TestProvisionWithoutCreateRights: on the shipped config a service identity cannot
+// create the contract's streams (the server refuses), the config identity can, and
+// afterwards the service binds to them with the default layout and with UseExisting.
+func TestProvisionWithoutCreateRights(t *testing.T) {
+	natsEnv = natstest.EnvFile(t, authEnv)
+	srv := natstest.Run(t, natstest.ConfigFile(t, authConfig))
+	sampler := connectAs(t, srv.URL(), "sampler")
+	// CreateOrUpdateStream tries the update first.
+	sampler.refused(t, "provision", "$JS.API.STREAM.UPDATE."+events.Default.LoadStream(), func(ctx context.Context) error {
+		_, err := natsconn.Provision(ctx, sampler.js, natsconn.DefaultLayout())
+		return err
+	})
+	config := connectAs(t, srv.URL(), "config")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := natsconn.Provision(ctx, config.js, natsconn.DefaultLayout()); err != nil {
+		t.Fatalf("config provisions: %v", err)
+	}
+	for _, l := range []natsconn.Layout{natsconn.DefaultLayout(), {Namespace: events.Default, RegistryTTL: time.Second, LeaseTTL: time.Second, Replicas: 1, UseExisting: true}} {
+		b, err := natsconn.Provision(ctx, sampler.js, l)
+		if err != nil {
+			t.Fatalf("sampler binds (UseExisting %v): %v", l.UseExisting, err)
+		}
+		if l.UseExisting && len(b.Differences) == 0 {
+			t.Error("UseExisting: the sampler's other TTLs are not reported as differences")
+		}
+	}
+	select {
+	case v := <-sampler.violations:
+		t.Errorf("binding to existing streams was refused: %v", v)
+	default:
 	}
 }

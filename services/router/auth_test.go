@@ -134,3 +134,34 @@ func TestReceiverAuthConfig(t *testing.T) {
 		t.Errorf("empty token file: %v", err)
 	}
 }
+
+// FuzzAuthorized: any Authorization header value is accepted exactly when it is
+// "Bearer" (any case) and the token, and never panics.
+func FuzzAuthorized(f *testing.F) {
+	for _, s := range []string{"", "Bearer tok", "bearer tok", "Bearer  tok ", "Basic tok", "Bearer", "Bearer tok2", "\x00\xff"} {
+		f.Add(s)
+	}
+	a := &receiverAuth{token: []byte("tok")}
+	f.Fuzz(func(t *testing.T, h string) {
+		scheme, cred, _ := strings.Cut(h, " ")
+		want := strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(cred) == "tok"
+		if got := a.authorized(h); got != want {
+			t.Errorf("authorized(%q) = %v, want %v", h, got, want)
+		}
+		if !(&receiverAuth{}).authorized(h) {
+			t.Errorf("without a token, %q was refused", h)
+		}
+	})
+}
+
+// BenchmarkAuthorized is the per-request cost of the bearer token check.
+func BenchmarkAuthorized(b *testing.B) {
+	a := &receiverAuth{token: []byte("0123456789abcdef0123456789abcdef")}
+	h := "Bearer 0123456789abcdef0123456789abcdef"
+	b.ReportAllocs()
+	for b.Loop() {
+		if !a.authorized(h) {
+			b.Fatal("refused")
+		}
+	}
+}
