@@ -175,9 +175,12 @@ func TestCollectorWithOpAMPExtensionRegisters(t *testing.T) {
 		return ok
 	}, "registration collector.%s.%s within a second of the agent state", a.Region, a.ID)
 	t.Logf("registered %s %.0f ms after the collector started (its own start-up included)", reg.ID, float64(time.Since(begin).Microseconds())/1000)
-	if reg.Health.Status != events.HealthHealthy {
-		t.Errorf("registration health %q, want healthy", reg.Health.Status)
-	}
+	// The first registration may predate the collector's first healthy report (it is
+	// written as soon as the agent connects); the healthy one follows at once.
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		reg, _ = s.registration(a.Region, a.ID)
+		return reg.Health.Status == events.HealthHealthy
+	}, "registration collector.%s.%s healthy (last seen %q)", a.Region, a.ID, reg.Health.Status)
 	if reg.Metadata["managed_by"] != "opamp" || reg.Metadata["opamp_config_hash"] == "" {
 		t.Errorf("registration metadata %v: want managed_by=opamp and opamp_config_hash", reg.Metadata)
 	}
@@ -404,10 +407,26 @@ func TestRolloutUnderSupervisor(t *testing.T) {
 		if err := os.Rename(cfg, renamed); err != nil {
 			t.Fatal(err)
 		}
-		startEnv(t, s.dir, name, []string{"OTELFLEET_INTEROP_OTLP=" + addr}, filepath.Join(s.interop, "opampsupervisor"), "--config", renamed)
+		env := []string{"OTELFLEET_INTEROP_OTLP=" + addr}
+		sup := startEnv(t, s.dir, name, env, filepath.Join(s.interop, "opampsupervisor"), "--config", renamed)
 		otlp[name] = addr
+		restarts := 0
 		// One at a time: two collectors starting at once on a small machine are slow.
 		natstest.Eventually(t, 90*time.Second, func() bool {
+			// The supervisor sometimes gives up during its own bootstrap ("collector's
+			// OpAMP client never connected to the Supervisor") before it ever talks to
+			// us; it exits, and is started again, as a service manager would.
+			select {
+			case <-sup.done:
+				if restarts == 3 {
+					t.Fatalf("%s exited during bootstrap %d times", name, restarts+1)
+				}
+				restarts++
+				t.Logf("%s exited before its collector connected; starting it again (%d)", name, restarts)
+				sup = startEnv(t, s.dir, fmt.Sprintf("%s-restart-%d", name, restarts), env, filepath.Join(s.interop, "opampsupervisor"), "--config", renamed)
+				return false
+			default:
+			}
 			agents := s.agents()
 			if len(agents) != i+1 {
 				return false
