@@ -142,16 +142,17 @@ type workload struct {
 	id       string // Deployment/name
 	ns       string
 	replicas int32
+	selector *metav1.LabelSelector
 	template corev1.PodTemplateSpec
 }
 
 func (s *Set) workloads() []workload {
 	var out []workload
 	for _, d := range s.Deployments {
-		out = append(out, workload{"Deployment/" + d.Name, d.Namespace, replicas(d.Spec.Replicas), d.Spec.Template})
+		out = append(out, workload{"Deployment/" + d.Name, d.Namespace, replicas(d.Spec.Replicas), d.Spec.Selector, d.Spec.Template})
 	}
 	for _, st := range s.StatefulSets {
-		out = append(out, workload{"StatefulSet/" + st.Name, st.Namespace, replicas(st.Spec.Replicas), st.Spec.Template})
+		out = append(out, workload{"StatefulSet/" + st.Name, st.Namespace, replicas(st.Spec.Replicas), st.Spec.Selector, st.Spec.Template})
 	}
 	return out
 }
@@ -219,8 +220,39 @@ const (
 
 var refVar = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 
-// confVar finds $NAME references in a nats-server configuration.
+// confVar finds $NAME references in a nats-server configuration (in the unquoted text
+// of a line: "$JS.API..." is a subject, not a variable).
 var confVar = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+// unquoted returns the parts of one line of a nats-server configuration outside quoted
+// strings ("..." or '...') and before a comment (# outside quotes, or a line that starts
+// with //); each quoted string becomes a space.
+func unquoted(line string) string {
+	if strings.HasPrefix(strings.TrimSpace(line), "//") {
+		return ""
+	}
+	var b strings.Builder
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case quote != 0:
+			if ch == '\\' && quote == '"' && i+1 < len(line) {
+				i++
+			} else if ch == quote {
+				quote = 0
+				b.WriteByte(' ')
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+		case ch == '#':
+			return b.String()
+		default:
+			b.WriteByte(ch)
+		}
+	}
+	return b.String()
+}
 
 var httpPort = regexp.MustCompile(`(?m)^\s*http_port\s*[:=]\s*(\d+)`)
 
@@ -228,6 +260,9 @@ func (c *checker) workload(w workload) {
 	spec := w.template.Spec
 	if len(w.template.Labels) == 0 {
 		c.fail("%s: spec.template.metadata.labels: empty", w.id)
+	}
+	if !selects(w.selector, w.template.Labels) {
+		c.fail("%s: spec.selector does not select spec.template.metadata.labels %v", w.id, w.template.Labels)
 	}
 	// A PodDisruptionBudget that selects the pods and can let one go.
 	var pdbs []string
@@ -425,10 +460,7 @@ func (c *checker) knobs(at string, ctr corev1.Container, env map[string]string, 
 		refs := map[string]bool{}
 		for name, text := range mounted {
 			for _, line := range strings.Split(text, "\n") {
-				if i := strings.Index(line, "#"); i >= 0 {
-					line = line[:i]
-				}
-				for _, m := range confVar.FindAllStringSubmatch(line, -1) {
+				for _, m := range confVar.FindAllStringSubmatch(unquoted(line), -1) {
 					refs[m[1]] = true
 					if _, ok := env[m[1]]; !ok {
 						c.fail("%s: mounted %s refers to $%s, which the container's env does not set", at, name, m[1])

@@ -21,13 +21,19 @@ import (
 var root = filepath.Join("..", "..", "..")
 
 // images returns the image tags the Makefile's images target builds, with $$s expanded
-// over the services (services/<s>/cmd/otelfleet-<s>).
+// over the services (services/<s>/cmd/otelfleet-<s>) and $(TAG) replaced by the
+// Makefile's default (`TAG ?= dev`). Any other make variable in a tag is an error.
 func images(t *testing.T) map[string]bool {
 	t.Helper()
 	mk, err := os.ReadFile(filepath.Join(root, "Makefile"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defTag := regexp.MustCompile(`(?m)^TAG\s*\?=\s*(\S+)\s*$`).FindSubmatch(mk)
+	if defTag == nil {
+		t.Fatal("Makefile: no `TAG ?= <default>`")
+	}
+	makeVar := regexp.MustCompile(`\$\(|\$\{`)
 	dirs, err := filepath.Glob(filepath.Join(root, "services", "*", "cmd", "otelfleet-*"))
 	if err != nil || len(dirs) == 0 {
 		t.Fatalf("no services/*/cmd/otelfleet-*: %v", err)
@@ -46,12 +52,16 @@ func images(t *testing.T) map[string]bool {
 			in = false
 		}
 		if m := tag.FindStringSubmatch(line); in && m != nil {
-			if !strings.Contains(m[1], "$$s") {
-				out[m[1]] = true
+			img := strings.ReplaceAll(m[1], "$(TAG)", string(defTag[1]))
+			if makeVar.MatchString(img) {
+				t.Fatalf("Makefile images target: tag %q: a make variable the validation does not expand", m[1])
+			}
+			if !strings.Contains(img, "$$s") {
+				out[img] = true
 				continue
 			}
 			for _, d := range dirs {
-				out[strings.ReplaceAll(m[1], "$$s", filepath.Base(filepath.Dir(filepath.Dir(d))))] = true
+				out[strings.ReplaceAll(img, "$$s", filepath.Base(filepath.Dir(filepath.Dir(d))))] = true
 			}
 		}
 	}
@@ -181,7 +191,7 @@ func TestManifests(t *testing.T) {
 			if err := Check(s, f); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]int{"Deployment": 5, "StatefulSet": 1, "HorizontalPodAutoscaler": 1}
+			want := map[string]int{"Deployment": 6, "StatefulSet": 1, "HorizontalPodAutoscaler": 1}
 			if len(s.Deployments) < want["Deployment"] || len(s.StatefulSets) != 1 || len(s.HPAs) != 1 {
 				t.Fatalf("got %d Deployments, %d StatefulSets, %d HPAs; want at least %v", len(s.Deployments), len(s.StatefulSets), len(s.HPAs), want)
 			}
@@ -198,14 +208,9 @@ func TestManifests(t *testing.T) {
 			if *nats.Spec.Replicas != 3 || len(nats.Spec.VolumeClaimTemplates) != 1 {
 				t.Errorf("nats: %d replicas, %d volume claims; want 3 and 1", *nats.Spec.Replicas, len(nats.Spec.VolumeClaimTemplates))
 			}
+			deployment(t, s, "opamp")
 			for _, d := range s.Deployments {
-				env := map[string]bool{}
-				for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-					env[e.Name] = true
-				}
-				if !env["NATS_USER"] || !env["NATS_PASSWORD"] {
-					t.Errorf("Deployment/%s: no NATS identity (NATS_USER, NATS_PASSWORD)", d.Name)
-				}
+				identity(t, s, d)
 			}
 			cm := map[string]string{}
 			for _, m := range s.ConfigMaps {
@@ -217,6 +222,83 @@ func TestManifests(t *testing.T) {
 				t.Errorf("otelfleet-env: %v; want JS_REPLICAS=3, NATS_URL, REGION, ADMIN_ADDR", cm)
 			}
 		})
+	}
+}
+
+// identity checks that Deployment d connects to NATS as its own identity of
+// deploy/nats/auth.conf (Secret nats-user-<name>, as the NATS servers' env has it) and
+// that only the config service provisions the streams and buckets (the other service
+// identities have no create rights; the CLI's sinks do not provision).
+func identity(t *testing.T, s *Set, d *appsv1.Deployment) {
+	t.Helper()
+	c := d.Spec.Template.Spec.Containers[0]
+	secret := map[string]string{}
+	provision, hasProvision := "", false
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			secret[e.Name] = e.ValueFrom.SecretKeyRef.Name
+		}
+		if e.Name == "PROVISION_BUCKETS" {
+			provision, hasProvision = e.Value, true
+		}
+	}
+	// The generated Secrets' names carry a content hash: nats-user-<name>-<hash>.
+	if u, p := secret["NATS_USER"], secret["NATS_PASSWORD"]; u != p || !strings.HasPrefix(u, "nats-user-"+d.Name+"-") {
+		t.Errorf("Deployment/%s: NATS identity from Secrets %q and %q (NATS_USER, NATS_PASSWORD); want nats-user-%s", d.Name, u, p, d.Name)
+	}
+	for _, sec := range s.Secrets {
+		if sec.Name == secret["NATS_USER"] && string(sec.Data["user"])+sec.StringData["user"] != d.Name {
+			t.Errorf("Deployment/%s: Secret %s: user %q; want %q", d.Name, sec.Name, string(sec.Data["user"])+sec.StringData["user"], d.Name)
+		}
+	}
+	if strings.HasPrefix(c.Image, "otelfleet/otelfleet:") {
+		return
+	}
+	wantProvision := "false"
+	if d.Name == "config" {
+		wantProvision = "true"
+	}
+	if !hasProvision || provision != wantProvision {
+		t.Errorf("Deployment/%s: env PROVISION_BUCKETS %q (set: %v); want %q (only config provisions)", d.Name, provision, hasProvision, wantProvision)
+	}
+}
+
+// TestSinkIdentities: each demo sink runs as collector local/sink-N, the only
+// registration and load subject its NATS identity sink-N may write.
+func TestSinkIdentities(t *testing.T) {
+	s := build(t, filepath.Join("..", "demo"))
+	for _, n := range []string{"sink-1", "sink-2", "sink-3"} {
+		d := deployment(t, s, n)
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+			t.Errorf("Deployment/%s: replicas %v; want 1 (one collector per identity)", n, d.Spec.Replicas)
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		args := strings.Join(c.Args, " ")
+		if !strings.Contains(args, "--id "+n) || !strings.Contains(args, "--region local") {
+			t.Errorf("Deployment/%s: args %q; want --id %s --region local", n, args, n)
+		}
+		for _, e := range c.Env {
+			if e.Name == "COLLECTOR_ID" || e.Name == "REGION" {
+				t.Errorf("Deployment/%s: env %s overrides the identity's collector id or region", n, e.Name)
+			}
+		}
+	}
+}
+
+// TestUnquoted: a nats-server configuration's quoted strings and comments name no
+// variables; the rest of the line does.
+func TestUnquoted(t *testing.T) {
+	for in, want := range map[string]string{
+		`password: $OTELFLEET_PASSWORD_CONFIG`:             `password: $OTELFLEET_PASSWORD_CONFIG`,
+		`  "$JS.API.STREAM.INFO.*"`:                        `   `,
+		`x: '$SRV.*' # $COMMENT`:                           `x:   `,
+		`a: "q\"$B" $C`:                                    `a:   $C`,
+		`  // $COMMENTED`:                                  ``,
+		`routes: [nats://nats-0.nats:6222] $AFTER_SLASHES`: `routes: [nats://nats-0.nats:6222] $AFTER_SLASHES`,
+	} {
+		if got := unquoted(in); got != want {
+			t.Errorf("unquoted(%q) = %q; want %q", in, got, want)
+		}
 	}
 }
 
@@ -290,7 +372,28 @@ func TestChecksFail(t *testing.T) {
 		{"password var not set on nats", func(s *Set) {
 			c := &s.StatefulSets[0].Spec.Template.Spec.Containers[0]
 			c.Env = c.Env[:1]
-		}, "which the container's env does not set"},
+		}, "mounted auth.conf refers to $OTELFLEET_PASSWORD_CONFIG, which the container's env does not set"},
+		{"one password var missing on nats", func(s *Set) {
+			c := &s.StatefulSets[0].Spec.Template.Spec.Containers[0]
+			var env []corev1.EnvVar
+			for _, e := range c.Env {
+				if e.Name != "OTELFLEET_PASSWORD_SINK_2" {
+					env = append(env, e)
+				}
+			}
+			c.Env = env
+		}, "mounted auth.conf refers to $OTELFLEET_PASSWORD_SINK_2, which the container's env does not set"},
+		{"stale password var on nats", func(s *Set) {
+			c := &s.StatefulSets[0].Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "SINK_PASSWORD", Value: "x"})
+		}, "env SINK_PASSWORD: nats-server's configuration does not use it"},
+		{"selector misses the pods", func(s *Set) {
+			for _, d := range s.Deployments {
+				if d.Name == "opamp" {
+					d.Spec.Template.Labels["app.kubernetes.io/name"] = "opam"
+				}
+			}
+		}, "Deployment/opamp: spec.selector does not select spec.template.metadata.labels"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
