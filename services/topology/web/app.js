@@ -83,7 +83,7 @@
     const right = c.stale ? `<span title="no load report for ${age(c.report_age_ms)}">${c.report_age_ms < 0 ? "no report" : age(c.report_age_ms) + " ago"}</span>` : ms(c.avg_latency_ms);
     return `<li class="collector ${esc(status)}" title="${esc(title)}">
       <i class="dot ${esc(status)}"></i>
-      <div class="id">${esc(c.id)}<small>${esc(c.address || "")}${opampTag(c.opamp)}</small></div>
+      <div class="id">${esc(c.name && c.opamp ? c.name : c.id)}<small>${esc(c.address || "")}</small>${opampTag(c.opamp)}</div>
       <div class="util">${bar(c.utilization, c.stale)}<span class="num">${c.capacity_qps > 0 && !c.stale ? pct(c.utilization) : ""}</span></div>
       <div class="load num">${load}</div>
       <div class="lat num">${right}</div>
