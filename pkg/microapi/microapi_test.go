@@ -164,6 +164,14 @@ func TestReplyOverMaxPayloadIsShortened(t *testing.T) {
 			}
 		})
 	}
+	// The handler logs after its reply went out, so the last warning may follow the
+	// client's answer by a moment.
+	warnings := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Count(logs.String(), "reply could not be sent; sent a shortened error reply")
+	}
+	natstest.Eventually(t, 5*time.Second, func() bool { return warnings() == 3 }, "3 warnings logged")
 	mu.Lock()
 	defer mu.Unlock()
 	if n := strings.Count(logs.String(), "reply could not be sent; sent a shortened error reply"); n != 3 {
