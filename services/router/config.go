@@ -11,6 +11,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/services/router/internal/balance"
+	"github.com/otelfleet/otelfleet/services/router/internal/export"
 )
 
 // ErrConfig is wrapped by every error Config.Validate returns; the message names the flag.
@@ -94,6 +95,11 @@ type Config struct {
 	// --ack-timeout, env ROUTER_ACK_TIMEOUT; default 10s; a gRPC deadline that ends first
 	// ends the wait first). Past it the client gets UNAVAILABLE / 503 with a retry delay.
 	AckTimeout time.Duration
+	// AckLinger is how long a batch holding a part a client waits for (delivered mode) may
+	// wait for more parts before it is sent (flag --ack-linger, env ROUTER_ACK_LINGER;
+	// default 5ms): longer shares exports among concurrent clients, shorter answers a single
+	// sequential client sooner.
+	AckLinger time.Duration
 }
 
 // Ack modes of Config.Ack.
@@ -113,7 +119,7 @@ func DefaultConfig() Config {
 		Strategy: string(balance.BoundedLoad), LoadFactor: 1.05, RebalanceInterval: 10 * time.Second,
 		ExportProtocol: "grpc", ExportCompression: "gzip", ExportTimeout: 5 * time.Second,
 		QueueBytes: 64 * mib, ReportInterval: time.Second,
-		Ack: AckDelivered, AckTimeout: 10 * time.Second,
+		Ack: AckDelivered, AckTimeout: 10 * time.Second, AckLinger: export.DefaultAckLinger,
 	}
 }
 
@@ -139,6 +145,7 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.String(&c.BearerToken, "otlp-bearer-token", "OTLP_BEARER_TOKEN", c.BearerToken, "token every OTLP request must carry as Authorization: Bearer <token> (401 / UNAUTHENTICATED otherwise)")
 	k.String(&c.BearerTokenFile, "otlp-bearer-token-file", "OTLP_BEARER_TOKEN_FILE", c.BearerTokenFile, "file holding the --otlp-bearer-token")
 	k.String(&c.Ack, "ack", "ROUTER_ACK", c.Ack, "when a client is answered: delivered (once a backend took every part; nothing acknowledged is lost) or queued (once queued; lower latency, a router crash loses its queue)")
+	k.Duration(&c.AckLinger, "ack-linger", "ROUTER_ACK_LINGER", c.AckLinger, "in --ack delivered, how long a batch with a waiting client may wait for more before it is sent (longer batches more, shorter answers sooner)")
 	k.Duration(&c.AckTimeout, "ack-timeout", "ROUTER_ACK_TIMEOUT", c.AckTimeout, "longest wait for delivery in --ack delivered; past it the client gets UNAVAILABLE / 503 and retries")
 }
 
@@ -207,6 +214,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ack != AckDelivered && c.Ack != AckQueued {
 		bad("--ack %q: want %s or %s", c.Ack, AckDelivered, AckQueued)
+	}
+	if c.AckLinger <= 0 || c.AckLinger > time.Second {
+		bad("--ack-linger %v: must be in (0, 1s]", c.AckLinger)
 	}
 	if c.AckTimeout < 10*time.Millisecond || c.AckTimeout > 10*time.Minute {
 		bad("--ack-timeout %v: must be in [10ms, 10m]", c.AckTimeout)

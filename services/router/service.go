@@ -160,7 +160,7 @@ func (s *Service) exportConfig(r fleetconfig.Region) export.Config {
 		Protocol: s.cfg.ExportProtocol, Compression: s.cfg.ExportCompression, QueueBytes: int64(s.cfg.QueueBytes),
 		MaxBatchItems: r.Batch.MaxBatchSize, MaxWait: time.Duration(r.Batch.MaxWaitTime),
 		MaxRetries: r.Retry.MaxRetries, InitialBackoff: time.Duration(r.Retry.InitialBackoff), MaxBackoff: time.Duration(r.Retry.MaxBackoff),
-		Timeout: s.cfg.ExportTimeout,
+		Timeout: s.cfg.ExportTimeout, AckLinger: s.cfg.AckLinger,
 	}
 }
 
