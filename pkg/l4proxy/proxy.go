@@ -241,9 +241,10 @@ func (pt *port) resolveLoop() {
 	}
 }
 
-// resolve replaces the address set with the DNS answer and cuts the connections to every
-// address that left it. A failed lookup keeps the set as it was, except that "no such
-// host" (every replica gone) empties it.
+// resolve replaces the address set with the DNS answer, forgets the quarantine of every
+// address that left it (so replica churn cannot grow the table) and cuts its
+// connections. A failed lookup keeps the set as it was, except that "no such host"
+// (every replica gone) empties it.
 func (pt *port) resolve() {
 	ctx, cancel := context.WithTimeout(context.Background(), pt.p.cfg.Resolve+pt.p.cfg.DialTimeout)
 	defer cancel()
@@ -263,6 +264,11 @@ func (pt *port) resolve() {
 	pt.mu.Lock()
 	old := pt.addrs
 	pt.addrs = addrs
+	for a := range pt.bad { // an address that left the answer needs no quarantine
+		if !slices.Contains(addrs, a) {
+			delete(pt.bad, a)
+		}
+	}
 	var cut []*pipe
 	for a, set := range pt.conns {
 		if !slices.Contains(addrs, a) {
