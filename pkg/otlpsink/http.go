@@ -72,7 +72,8 @@ func (s *Sink) otlpHTTP() http.Handler {
 // decoded size) and writes the response in the request's encoding. Every refusal says
 // what was wrong, as a google.rpc.Status in the request's encoding.
 func (s *Sink) serveExport(w http.ResponseWriter, r *http.Request, signal string, req otlpMessage, consume func(size int) otlpResponse) {
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	got, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := got
 	if ct != ctJSON {
 		ct = ctProtobuf // the body of an error to a request we cannot read
 	}
@@ -85,7 +86,7 @@ func (s *Sink) serveExport(w http.ResponseWriter, r *http.Request, signal string
 		fail(http.StatusMethodNotAllowed, codes.Unimplemented, "%s %s: only POST is served", r.Method, r.URL.Path)
 		return
 	}
-	if got, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); got != ctJSON && got != ctProtobuf {
+	if got != ctJSON && got != ctProtobuf {
 		fail(http.StatusUnsupportedMediaType, codes.InvalidArgument, "Content-Type %q: want %s or %s", r.Header.Get("Content-Type"), ctProtobuf, ctJSON)
 		return
 	}
