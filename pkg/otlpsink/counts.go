@@ -24,6 +24,10 @@ type Stats struct {
 	Traces int64 `json:"traces"`
 	// Duplicates counts spans whose trace and span ID were already received.
 	Duplicates int64 `json:"duplicates"`
+	// Unchecked counts spans not checked for duplicates because their trace already had
+	// MaxSpanIDsPerTrace span IDs remembered (a flood of span IDs under one trace ID costs
+	// bounded memory).
+	Unchecked int64 `json:"unchecked,omitempty"`
 	// LogRecords and MetricPoints count the other signals.
 	LogRecords   int64 `json:"log_records"`
 	MetricPoints int64 `json:"metric_points"`
@@ -109,6 +113,9 @@ func (c *counts) addTraces(td ptrace.Traces) traceTally {
 	return t
 }
 
+// MaxSpanIDsPerTrace bounds the span IDs remembered per trace for duplicate detection.
+const MaxSpanIDsPerTrace = 10000
+
 func (c *counts) addSpan(t *traceTally, tid pcommon.TraceID, sid pcommon.SpanID) {
 	t.spans++
 	e := c.traces[tid]
@@ -120,6 +127,10 @@ func (c *counts) addSpan(t *traceTally, tid pcommon.TraceID, sid pcommon.SpanID)
 		t.traces++
 	}
 	e.spans++
+	if len(e.ids) >= MaxSpanIDsPerTrace {
+		c.stats.Unchecked++
+		return
+	}
 	k := spanKey{tid, sid}
 	if _, dup := c.seen[k]; dup {
 		t.duplicates++
