@@ -216,6 +216,9 @@ func walkResources(req []byte, name string, each func(i, start, end int) error) 
 	for off := 0; off < len(req); {
 		f, err := nextField(req, off, len(req))
 		if err != nil {
+			if i == 0 {
+				return malformed(fmt.Sprintf("request (before %s[0])", name), err)
+			}
 			return malformed(fmt.Sprintf("request (after %s[%d])", name, i-1), err)
 		}
 		off = f.end

@@ -354,3 +354,11 @@ func TestSplitBadDestination(t *testing.T) {
 		t.Fatalf("err %v, want a destination error", err)
 	}
 }
+
+func TestSplitErrorBeforeFirstResource(t *testing.T) {
+	var s Splitter
+	_, err := s.Split(Traces, []byte{0x0a, 0x05, 0x01}, 1, func(*Item) Verdict { return Verdict{} })
+	if err == nil || !strings.Contains(err.Error(), "request (before resource_spans[0]): offset 0") {
+		t.Fatalf("err = %v, want it to name the place before resource_spans[0]", err)
+	}
+}

@@ -147,18 +147,29 @@ func (f *Fleet) allow(service []byte, key uint64, traced bool, n int, now time.T
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.record(fn, at)
-	ok, took := b.admit(fn, remix(key^serviceSeed), traced, at)
+	su := remix(key ^ serviceSeed)
+	ok, took := b.admit(fn, su, traced, at)
 	if !ok {
 		return false
 	}
+	gu := remix(key ^ globalSeed)
 	f.global.mu.Lock()
 	f.global.record(fn, at)
-	ok, _ = f.global.admit(fn, remix(key^globalSeed), traced, at)
-	f.global.mu.Unlock()
-	if !ok && took { // the tokens of items the fleet-wide bucket refused go back
-		b.tokens += fn
+	gok, gtook := f.global.admit(fn, gu, traced, at)
+	if gok && gtook && traced {
+		f.global.remember(gu)
 	}
-	return ok
+	f.global.mu.Unlock()
+	if !gok {
+		if took { // the tokens of items the fleet-wide bucket refused go back
+			b.tokens += fn
+		}
+		return false // and the trace is not remembered as admitted by the service's bucket
+	}
+	if took && traced {
+		b.remember(su)
+	}
+	return true
 }
 
 // remix is the splitmix64 finaliser: a bijection spreading every input bit over the

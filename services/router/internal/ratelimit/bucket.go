@@ -121,7 +121,8 @@ func (b *bucket) refill(now int64) {
 }
 
 // admit decides n items at now (unix ns), all or none, and reports whether it admitted
-// them and whether they took tokens. While the bucket holds them, they take tokens.
+// them and whether they took tokens (the caller then remembers a traced admission, once
+// it is final). While the bucket holds them, they take tokens.
 // Beyond that the bucket sheds until the demand falls to its rate: traced items (traced,
 // u the trace's hash) are admitted when u falls below theta, so a trace gets one verdict
 // however its spans arrive; untraced ones when the credit (theta of every item offered)
@@ -138,9 +139,6 @@ func (b *bucket) admit(n float64, u uint64, traced bool, now int64) (ok, took bo
 	if !b.shedding {
 		if b.tokens >= n {
 			b.tokens -= n
-			if traced {
-				b.remember(u)
-			}
 			return true, true
 		}
 		b.shedding = true

@@ -338,3 +338,26 @@ func BenchmarkAllowTraceShedding(b *testing.B) {
 		f.AllowTrace(svc, key, 4, now)
 	}
 }
+
+// A trace the fleet-wide bucket refuses is not remembered by the service's bucket as
+// admitted by its tokens (its later spans would pass the service's bucket while it sheds).
+func TestRefusedTraceNotRemembered(t *testing.T) {
+	f := NewFleet(Limits{MaxQPS: 1, PerServiceLimit: 1000}, 4)
+	now := time.Unix(1000, 0)
+	svc := []byte("svc")
+	if !f.AllowTrace(svc, 1, 1, now) {
+		t.Fatal("first trace refused: the fleet-wide bucket holds one item")
+	}
+	if f.AllowTrace(svc, 2, 1, now) {
+		t.Fatal("second trace admitted: the fleet-wide bucket is empty")
+	}
+	b := f.bucketFor(svc)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.remembers(remix(1 ^ serviceSeed)) {
+		t.Error("the admitted trace 1 is not remembered by the service's bucket")
+	}
+	if b.remembers(remix(2 ^ serviceSeed)) {
+		t.Error("the refused trace 2 is remembered by the service's bucket as admitted")
+	}
+}
