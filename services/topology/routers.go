@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/registered"
@@ -165,14 +166,15 @@ func (t *routerTable) list(now time.Time) Routers {
 	return out
 }
 
-// followRouters keeps the routers table: the registered routers (the rule of package
+// followRouters keeps the routers table: the routers registered in registry (the rule of package
 // registered) and the statuses they publish on <root>.router.status.<id>, until the
 // service stops. A status that does not decode, names another router than its subject,
 // or comes from an unregistered router is counted and dropped.
-func (s *Service) followRouters() {
+func (s *Service) followRouters(registry jetstream.KeyValue) {
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		registered.WatchRouters(s.ctx, s.d.NC, s.registry, s.routers.members, registered.Options{Log: s.log})
+		registered.WatchRouters(s.ctx, s.d.NC, registry, s.routers.members, registered.Options{Log: s.log})
 	}()
 	prefix := s.d.NS.Root() + ".router.status."
 	sub, err := s.d.NC.Subscribe(s.d.NS.RouterStatusSubjects(), func(m *nats.Msg) {

@@ -52,10 +52,8 @@ type Service struct {
 	state *State
 	now   func() time.Time
 
-	// routers are the registered OTLP routers' latest statuses; registry is the
-	// registry bucket their registrations are followed in.
-	routers  *routerTable
-	registry jetstream.KeyValue
+	// routers are the registered OTLP routers' latest statuses.
+	routers *routerTable
 
 	view    atomic.Pointer[view]
 	leading atomic.Bool
@@ -109,9 +107,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
 		registryLoaded := make(chan struct{})
-		s.registry = b.Registry
-		s.wg.Add(7)
-		go func() { defer s.wg.Done(); s.followRouters() }()
+		s.wg.Add(6)
+		go func() { defer s.wg.Done(); s.followRouters(b.Registry) }()
 		go func() { defer s.wg.Done(); s.watchRegistry(b.Registry, registryLoaded) }()
 		go func() { defer s.wg.Done(); s.watchSampling(b.Sampling) }()
 		go func() { defer s.wg.Done(); s.watchAgents(b.Agents) }()
