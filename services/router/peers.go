@@ -83,7 +83,9 @@ func (p *peers) onReport(m *nats.Msg) {
 	if !p.routers[r.Collector] {
 		return
 	}
-	d := ratelimit.PeerDemand{Total: r.QPS, PerService: make(map[string]float64, len(r.Services)), At: r.At}
+	// At is when this router heard it, on its own clock: a peer whose clock runs ahead (or
+	// a hostile report dated in the future) must not stay "live" after it stops.
+	d := ratelimit.PeerDemand{Total: r.QPS, PerService: make(map[string]float64, len(r.Services)), At: time.Now()}
 	for _, sr := range r.Services {
 		d.PerService[sr.Name] = sr.SpansPerSec
 	}

@@ -221,11 +221,12 @@ func (f *Fleet) Demand(now time.Time) PeerDemand {
 }
 
 // SetPeers replaces the other live routers' demand (keyed by router id) and recomputes
-// this router's shares; reports older than maxAge count as gone.
+// this router's shares; reports older than maxAge count as gone, and so do reports dated
+// more than maxAge after now (a clock that runs ahead cannot keep a dead peer live).
 func (f *Fleet) SetPeers(peers map[string]PeerDemand, now time.Time, maxAge time.Duration) {
 	live := make([]PeerDemand, 0, len(peers))
 	for _, p := range peers {
-		if now.Sub(p.At) <= maxAge {
+		if age := now.Sub(p.At); age <= maxAge && age >= -maxAge {
 			live = append(live, p)
 		}
 	}

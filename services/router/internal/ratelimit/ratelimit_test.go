@@ -361,3 +361,25 @@ func TestRefusedTraceNotRemembered(t *testing.T) {
 		t.Error("the refused trace 2 is remembered by the service's bucket as admitted")
 	}
 }
+
+// TestFleetIgnoresPeersDatedInTheFuture: a peer report dated far ahead of this router's
+// clock (a clock that runs ahead, or a hostile report) does not count as live, so it
+// cannot shrink this router's share after the peer is gone.
+func TestFleetIgnoresPeersDatedInTheFuture(t *testing.T) {
+	admitted := func(at time.Duration) int {
+		f := NewFleet(Limits{MaxQPS: 1000, Burst: 1000}, 10)
+		start := time.Unix(1000, 0)
+		f.SetPeers(map[string]PeerDemand{"p": {Total: 1e6, At: start.Add(at)}}, start, 5*time.Second)
+		n := 0
+		for i := range 2000 { // 2,000 items over one second of this router's clock
+			if f.Allow([]byte("svc"), 1, start.Add(time.Duration(i)*500*time.Microsecond)) {
+				n++
+			}
+		}
+		return n
+	}
+	live, future := admitted(0), admitted(time.Hour)
+	if live >= future {
+		t.Fatalf("admitted %d with a live peer demanding 1e6/s and %d with that peer dated an hour ahead: the future-dated report must not count", live, future)
+	}
+}
