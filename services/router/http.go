@@ -35,7 +35,6 @@ func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
 			isJSON = true
 		}
 		if !s.auth.authorized(req.Header.Get("Authorization")) {
-			s.m.requests.WithLabelValues(sig.String(), outcomeUnauthenticated).Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="otlp"`)
 			s.writeHTTPError(w, sig, isJSON, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <token>)")
 			return
