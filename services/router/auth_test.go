@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -65,6 +66,12 @@ func TestReceiversMutualTLSAndBearerToken(t *testing.T) {
 		if code, hdr := send(hc, auth, traceRequest(t, "svc", [16]byte{1, 2}, 1)); code != http.StatusUnauthorized || !strings.HasPrefix(hdr, "Bearer") {
 			t.Errorf("HTTPS with Authorization %q: %d (WWW-Authenticate %q), want 401 with a Bearer challenge", auth, code, hdr)
 		}
+	}
+	if got := testutil.ToFloat64(e.r.m.requests.WithLabelValues("traces", outcomeUnauthenticated)); got != 4 {
+		t.Errorf("requests_total{outcome=unauthenticated}: %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(e.r.m.requests.WithLabelValues("traces", outcomeMalformed)); got != 0 {
+		t.Errorf("requests_total{outcome=malformed}: %v after only 401s, want 0 (a 401 counted twice)", got)
 	}
 	noCert := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: set.CA.Pool(), ServerName: "127.0.0.1"}}}
 	defer noCert.CloseIdleConnections()

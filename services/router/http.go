@@ -30,12 +30,9 @@ func (s *Service) httpHandler() http.Handler {
 
 func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
 	return func(w http.ResponseWriter, req *http.Request) {
-		isJSON := false
-		if ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err == nil && ct == contentJSON {
-			isJSON = true
-		}
+		ct, _, ctErr := mime.ParseMediaType(req.Header.Get("Content-Type"))
+		isJSON := ctErr == nil && ct == contentJSON
 		if !s.auth.authorized(req.Header.Get("Authorization")) {
-			s.m.requests.WithLabelValues(sig.String(), outcomeUnauthenticated).Inc()
 			w.Header().Set("WWW-Authenticate", `Bearer realm="otlp"`)
 			s.writeHTTPError(w, sig, isJSON, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <token>)")
 			return
@@ -45,8 +42,7 @@ func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
 			s.writeHTTPError(w, sig, isJSON, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed; OTLP/HTTP takes POST")
 			return
 		}
-		ct, _, err := mime.ParseMediaType(req.Header.Get("Content-Type"))
-		if err != nil || (ct != contentProto && ct != contentJSON) {
+		if ctErr != nil || (ct != contentProto && ct != contentJSON) {
 			s.writeHTTPError(w, sig, false, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(req.Header.Get("Content-Type"))+": want "+contentProto+" or "+contentJSON)
 			return
 		}

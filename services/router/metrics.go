@@ -36,6 +36,8 @@ func (r *refusal) outcome() string {
 // outcomeFor is the outcome of an HTTP error status.
 func outcomeFor(code int) string {
 	switch code {
+	case http.StatusUnauthorized:
+		return outcomeUnauthenticated
 	case http.StatusRequestEntityTooLarge:
 		return outcomeTooLarge
 	case http.StatusServiceUnavailable:
@@ -83,7 +85,7 @@ func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 	m := &metrics{
 		requests: promreg.Add(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_router_requests_total",
-			Help: "OTLP export requests by signal and outcome: ok, partial (some items rate limited), busy (UNAVAILABLE/503), malformed, too_large, unsupported.",
+			Help: "OTLP export requests by signal and outcome: ok, partial (some items rate limited), busy (UNAVAILABLE/503), malformed, too_large, unsupported, unauthenticated.",
 		}, []string{"signal", "outcome"})),
 		received:    perService("otelfleet_router_received_total", "Items (spans, log records, data points) received, before sampling and rate limiting."),
 		kept:        perService("otelfleet_router_kept_total", "Items accepted for a backend (kept by sampling and admitted by the rate limits)."),

@@ -22,7 +22,6 @@ type rerouter struct {
 	s       *Service
 	mu      sync.Mutex
 	pending []handBack
-	bytes   int64
 	kick    chan struct{}
 }
 
@@ -33,7 +32,6 @@ func (r *rerouter) add(from string, b export.Batch) {
 	r.s.suspect(from)
 	r.mu.Lock()
 	r.pending = append(r.pending, handBack{from: from, b: b})
-	r.bytes += int64(len(b.Payload))
 	r.mu.Unlock()
 	r.s.mem.held.Add(int64(len(b.Payload)))
 	select {
@@ -72,9 +70,6 @@ func (r *rerouter) flush() {
 			keep = append(keep, hb)
 			continue
 		}
-		r.mu.Lock()
-		r.bytes -= int64(len(hb.b.Payload))
-		r.mu.Unlock()
 		r.s.mem.held.Add(-int64(len(hb.b.Payload)))
 	}
 	if len(keep) > 0 {
@@ -94,7 +89,7 @@ func (r *rerouter) drop() int {
 		r.s.mem.held.Add(-int64(len(hb.b.Payload)))
 		export.Settle(hb.b.Acks, false)
 	}
-	r.pending, r.bytes = nil, 0
+	r.pending = nil
 	return n
 }
 
