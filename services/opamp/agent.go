@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/open-telemetry/opamp-go/protobufs"
 	"go.yaml.in/yaml/v3"
@@ -142,13 +143,11 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8Start(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n] + "…"
 }
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // apply folds one message into v. On error v is unchanged. remote is the connection's
 // remote address (for the OTLP address when the config listens on every interface);

@@ -246,6 +246,9 @@ type conn struct {
 	transport  string
 	remote     string
 	metricsURL string
+
+	mu   sync.Mutex
+	held map[*agent]struct{} // agents that spoke on this WebSocket (onClose looks only at these)
 }
 
 // onConnecting accepts every connection and gives it its own callbacks.
@@ -370,6 +373,12 @@ func (s *Service) hold(uid string, c *conn, tc types.Connection, now time.Time) 
 	s.mu.Unlock()
 	a.mu.Lock()
 	if c.transport == TransportWebSocket {
+		c.mu.Lock()
+		if c.held == nil {
+			c.held = map[*agent]struct{}{}
+		}
+		c.held[a] = struct{}{}
+		c.mu.Unlock()
 		if a.conn != tc {
 			a.conn, a.offered, a.pushed = tc, false, ""
 		}
@@ -383,18 +392,16 @@ func (s *Service) hold(uid string, c *conn, tc types.Connection, now time.Time) 
 
 // onClose forgets a WebSocket agent whose connection closed without a goodbye: its keys
 // are no longer refreshed and expire within the TTL. A plain HTTP request closing says
-// nothing about the agent.
+// nothing about the agent. Only the agents that spoke on this connection are looked at.
 func (s *Service) onClose(c *conn, tc types.Connection) {
 	if c.transport != TransportWebSocket {
 		return
 	}
-	s.mu.Lock()
-	held := make([]*agent, 0, len(s.agents))
-	for _, a := range s.agents {
-		held = append(held, a)
-	}
-	s.mu.Unlock()
-	for _, a := range held {
+	c.mu.Lock()
+	held := c.held
+	c.held = nil
+	c.mu.Unlock()
+	for a := range held {
 		a.mu.Lock()
 		if a.conn != tc || a.gone {
 			a.mu.Unlock()
@@ -410,7 +417,6 @@ func (s *Service) onClose(c *conn, tc types.Connection) {
 		a.mu.Unlock()
 		s.m.released.WithLabelValues("closed").Inc()
 		s.log.Info("opamp agent connection closed; its registration expires unless it reconnects", "uid", a.uid)
-		return
 	}
 }
 

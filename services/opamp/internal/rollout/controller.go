@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -316,12 +317,7 @@ func (c *Controller) evaluate(ctx context.Context, b *natsconn.Buckets, cc *cach
 }
 
 func acceptsRemoteConfig(a events.AgentState) bool {
-	for _, c := range a.Capabilities {
-		if c == "AcceptsRemoteConfig" {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(a.Capabilities, "AcceptsRemoteConfig")
 }
 
 // render renders doc's config from the decision. The values of the state's target are
