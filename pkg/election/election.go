@@ -165,6 +165,10 @@ type Election struct {
 	resignCtx context.Context
 	term      *Term
 	observed  Leader
+	// vacantSince is when this candidate last saw the role become vacant (its start
+	// until the first observation); zero while a holder is observed.
+	vacantSince time.Time
+	now         func() time.Time
 }
 
 // New returns a candidate for cfg.Role on l (the lease at the role's key). pub may be
@@ -179,11 +183,14 @@ func New(l lease.Lease, cfg Config, log *slog.Logger, pub Publisher) (*Election,
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.Role)
+	e := &Election{l: l, cfg: cfg, log: log.With("role", cfg.Role, "candidate", cfg.ID), pub: pub, now: time.Now}
+	e.vacantSince = e.now()
+	m, err := newMetrics(cfg.Registerer, cfg.Role, e.vacantSeconds)
 	if err != nil {
 		return nil, err
 	}
-	return &Election{l: l, cfg: cfg, log: log.With("role", cfg.Role, "candidate", cfg.ID), pub: pub, m: m}, nil
+	e.m = m
+	return e, nil
 }
 
 // NewKV returns a candidate whose lease is the role's key (events.LeaseKey) in the
@@ -351,10 +358,27 @@ func (e *Election) setObserved(ld Leader) {
 	e.mu.Lock()
 	changed := ld.Holder != e.observed.Holder || ld.Token != e.observed.Token
 	e.observed = ld
+	switch {
+	case ld.Holder != "":
+		e.vacantSince = time.Time{}
+	case e.vacantSince.IsZero():
+		e.vacantSince = e.now()
+	}
 	e.mu.Unlock()
 	if changed && e.cfg.OnLeader != nil {
 		e.cfg.OnLeader(ld)
 	}
+}
+
+// vacantSeconds is for how long this candidate has seen the role without a holder: 0
+// while it observes one.
+func (e *Election) vacantSeconds() float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.vacantSince.IsZero() {
+		return 0
+	}
+	return e.now().Sub(e.vacantSince).Seconds()
 }
 
 func (e *Election) publish(t events.EventType, token uint64, why string) {

@@ -346,6 +346,9 @@ func TestEventsAndObservers(t *testing.T) {
 	if got := gauge(t, reg, "otelfleet_election_leader"); got != 1 {
 		t.Errorf("otelfleet_election_leader = %v, want 1", got)
 	}
+	if got := gauge(t, reg, "otelfleet_election_vacant_seconds"); got != 0 {
+		t.Errorf("otelfleet_election_vacant_seconds = %v while a leads, want 0", got)
+	}
 
 	// An observer reads the leader from the store.
 	obs, err := election.New(st.Lease(t, "demo"), election.Config{Role: "demo", ID: "observer"}, nil, nil)
@@ -366,6 +369,11 @@ func TestEventsAndObservers(t *testing.T) {
 	if _, ok, err := obs.Leader(ctx); err != nil || ok {
 		t.Errorf("after Stop: leader ok=%v err=%v, want vacant", ok, err)
 	}
+	// The role is vacant now, and the reading grows with the vacancy.
+	first := gauge(t, reg, "otelfleet_election_vacant_seconds")
+	natstest.Eventually(t, 2*time.Second, func() bool {
+		return gauge(t, reg, "otelfleet_election_vacant_seconds") > first+0.05
+	}, "otelfleet_election_vacant_seconds does not grow after the leader resigned (first %v)", first)
 
 	// Both transitions are in the OTLP_EVENTS stream.
 	stream, err := st.JS.Stream(ctx, events.Default.EventsStream())

@@ -14,8 +14,9 @@ type metrics struct {
 }
 
 // newMetrics registers the metrics on reg (nil: unregistered). A second candidate for
-// the same role on the same registry shares the first one's series.
-func newMetrics(reg prometheus.Registerer, role string) (*metrics, error) {
+// the same role on the same registry shares the first one's series. vacant reads, at
+// scrape time, for how long the candidate has seen the role without a holder.
+func newMetrics(reg prometheus.Registerer, role string, vacant func() float64) (*metrics, error) {
 	labels := prometheus.Labels{"role": role}
 	m := &metrics{
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "otelfleet_election_leader", Help: "1 while this process leads the role.", ConstLabels: labels}),
@@ -26,6 +27,16 @@ func newMetrics(reg prometheus.Registerer, role string) (*metrics, error) {
 	m.leader = promreg.Add(r, m.leader)
 	m.terms = promreg.Add(r, m.terms)
 	m.losses = promreg.Add(r, m.losses)
+	// Every candidate, leader or not, says whether the role has a holder: an alert on
+	// "no leader for longer than N lease TTLs" needs a reading that survives the leader.
+	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "otelfleet_election_vacant_seconds", ConstLabels: labels,
+		Help: "Seconds this candidate has seen the role without a holder (0 while someone, this candidate included, holds the lease).",
+	}, vacant))
+	// Pre-initialised so rate() and increase() see the series before the first term ends.
+	for _, reason := range []string{"resigned", "renewal-failed", "lease-lost", "connection-closed", "unknown"} {
+		m.losses.WithLabelValues(reason)
+	}
 	return m, r.Err()
 }
 
