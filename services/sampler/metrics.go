@@ -1,6 +1,8 @@
 package samplersvc
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/promreg"
@@ -76,4 +78,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"to"})),
 	}
 	return m, r.Err()
+}
+
+// decisionAge registers otelfleet_sampler_decision_age_seconds (read by age at scrape
+// time) and otelfleet_sampler_interval_seconds, so that an alert can say "the decision
+// is older than three intervals" whatever --sampling-interval is.
+func (m *metrics) decisionAge(reg prometheus.Registerer, age func() float64, interval time.Duration) error {
+	r := &promreg.Registrar{Reg: reg}
+	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "otelfleet_sampler_decision_age_seconds",
+		Help: "Age of the stored sampling decision this replica serves (now minus the leader's computation time; since the replica's start while no decision is stored).",
+	}, age))
+	promreg.Add(r, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "otelfleet_sampler_interval_seconds", Help: "How often the leader computes a decision (--sampling-interval).",
+	})).Set(interval.Seconds())
+	return r.Err()
 }

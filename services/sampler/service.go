@@ -82,6 +82,10 @@ type Service struct {
 	addr    net.Addr // the Jaeger API's listen address, once listening
 	store   *Store
 	stored  bool // a stored decision is installed (not the provisional one)
+	// storedAt is when the last stored decision this replica installed was computed
+	// (leader clock); before the first one, when this replica started. Provisional
+	// decisions leave it alone: they are no decision of a leader.
+	storedAt time.Time
 	started bool
 
 	ready      chan struct{} // the stored decision (or its absence) is loaded
@@ -120,7 +124,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 	s := &Service{
 		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members, routers), members: members, routers: routers, now: now,
 		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, storedAt: now(),
+	}
+	if err := m.decisionAge(d.Registerer, s.decisionAge, cfg.Interval); err != nil {
+		cancel()
+		return nil, fmt.Errorf("sampler: %w", err)
 	}
 	d.Config.OnChange(func(configwatch.Snapshot) {
 		select {
@@ -251,9 +259,18 @@ func (s *Service) onDecision(e jetstream.KeyValueEntry) {
 		s.log.Error("stored sampling decision is invalid; still serving the previous one", "revision", e.Revision(), "err", err)
 		return
 	}
-	s.stored = true
+	s.stored, s.storedAt = true, d.At
 	s.store.Observe(d.Version)
 	s.install(&d)
+}
+
+// decisionAge is the age, in seconds, of the stored decision this replica last
+// installed (since its start while it has seen none); never negative.
+func (s *Service) decisionAge() float64 {
+	s.mu.Lock()
+	at := s.storedAt
+	s.mu.Unlock()
+	return max(s.now().Sub(at).Seconds(), 0)
 }
 
 func (s *Service) install(d *events.Decision) {
