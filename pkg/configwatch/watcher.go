@@ -367,6 +367,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "otelfleet_config_rejected_total", Help: "Config values seen in the bucket that failed to decode or validate and were ignored.",
 		}, []string{"key"}),
 	}
+	// The global key always exists: its rejections are exported from the start, so that
+	// increase() sees the first one.
+	m.rejected.WithLabelValues(events.GlobalConfigKey)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.applied, m.rejected} {
 			if err := reg.Register(c); err != nil {

@@ -73,7 +73,11 @@ func Start(p Params) error {
 				return err
 			}
 			close(initialized)
-			<-ctx.Done()
+			stored, err := newStoredVersions(p.Reg, log)
+			if err != nil {
+				return err
+			}
+			stored.run(ctx, p.NC, b.Config) // until ctx ends
 			return nil
 		},
 		Endpoints: func() []platform.Endpoint {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
@@ -36,6 +37,7 @@ type instance struct {
 	app     *fxtest.App
 	watcher *configwatch.Watcher
 	ready   *platform.Readiness
+	reg     *prometheus.Registry
 }
 
 func startInstance(t *testing.T, url, id string) *instance {
@@ -51,7 +53,7 @@ func startInstance(t *testing.T, url, id string) *instance {
 		fx.Decorate(func() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }),
 		configwatch.Module,
 		configsvc.Module(configsvc.DefaultConfig()),
-		fx.Populate(&in.watcher, &in.ready),
+		fx.Populate(&in.watcher, &in.ready, &in.reg),
 		fx.NopLogger,
 	)
 	in.app.RequireStart()

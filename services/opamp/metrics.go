@@ -3,6 +3,8 @@ package opampsvc
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
 // metrics are the OpAMP service's otelfleet_opamp_* series.
@@ -17,12 +19,17 @@ type metrics struct {
 	loadReports prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the series on reg (nil: a registry of their own); byHealth counts
+// the agents held by health at scrape time.
+func newMetrics(reg prometheus.Registerer, byHealth func() map[events.HealthStatus]int) *metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	f := promauto.With(reg)
-	return &metrics{
+	reg.MustRegister(healthCollector{desc: prometheus.NewDesc("otelfleet_opamp_agents_health",
+		"OpAMP agents held by this replica by the health of their stored registration (healthy, degraded, unhealthy).",
+		[]string{"health"}, nil), count: byHealth})
+	m := &metrics{
 		held: f.NewGauge(prometheus.GaugeOpts{
 			Name: "otelfleet_opamp_agents",
 			Help: "OpAMP agents held (connected and refreshed) by this replica.",
@@ -55,5 +62,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "otelfleet_opamp_load_reports_total",
 			Help: "Load reports published from agents' own metrics.",
 		}),
+	}
+	// Exported from the start, so rate() and increase() see the first refusal.
+	for _, reason := range []string{"bad_uid", "too_large", "invalid", "undecodable", "internal", "bad_desired"} {
+		m.refused.WithLabelValues(reason)
+	}
+	return m
+}
+
+// healthCollector reads otelfleet_opamp_agents_health when scraped.
+type healthCollector struct {
+	desc  *prometheus.Desc
+	count func() map[events.HealthStatus]int
+}
+
+func (c healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for h, n := range c.count() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(h))
 	}
 }

@@ -41,7 +41,7 @@ func Module(cfg Config) fx.Option {
 // Provide builds the service and ties it to the app's lifecycle.
 func Provide(p Params) (Result, error) {
 	log := p.Log.With("service", events.ServiceOpAMP)
-	ctrl, err := rollout.New(p.Config.Rollout, p.NC, p.NS, p.Settings.Instance, log.With("component", "rollout"))
+	ctrl, err := rollout.New(p.Config.Rollout, p.NC, p.NS, p.Settings.Instance, log.With("component", "rollout"), p.Reg)
 	if err != nil {
 		return Result{}, err
 	}

@@ -101,12 +101,28 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if region == "" {
 		region = "local"
 	}
-	return &Service{
+	s := &Service{
 		cfg: cfg, nc: d.NC, ns: ns, instance: d.Instance, region: region,
-		source: events.Source(events.ServiceOpAMP, d.Instance), log: log, m: newMetrics(d.Registerer),
+		source: events.Source(events.ServiceOpAMP, d.Instance), log: log,
 		secret: secret, leader: d.Leader, ready: make(chan struct{}),
 		agents: map[string]*agent{}, desired: map[string]events.DesiredConfig{}, loads: map[string]*loadState{},
-	}, nil
+	}
+	s.m = newMetrics(d.Registerer, s.agentsByHealth)
+	return s, nil
+}
+
+// agentsByHealth counts the agents this replica holds by the health of the registration
+// last stored for each (agents not registered yet are not counted).
+func (s *Service) agentsByHealth() map[events.HealthStatus]int {
+	out := map[events.HealthStatus]int{events.HealthHealthy: 0, events.HealthDegraded: 0, events.HealthUnhealthy: 0}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		if h, ok := a.storedHealth.Load().(events.HealthStatus); ok {
+			out[h]++
+		}
+	}
+	return out
 }
 
 // Ready is closed once the server listens and the desired configs are loaded.

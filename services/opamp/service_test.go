@@ -24,6 +24,7 @@ import (
 	"github.com/open-telemetry/opamp-go/client"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -47,6 +48,8 @@ func testLog() *slog.Logger {
 type fixture struct {
 	srv *natstest.Server
 	b   *natsconn.Buckets
+	// reg, when set, receives the replicas' metrics.
+	reg prometheus.Registerer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -74,7 +77,7 @@ func (f *fixture) replica(t *testing.T, name string, mod func(*opampsvc.Config))
 		mod(&cfg)
 	}
 	nc := f.srv.Connect(t)
-	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name)})
+	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name), Registerer: f.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +267,8 @@ func TestRegistersWithinASecondOverBothTransports(t *testing.T) {
 
 func TestHealthMapping(t *testing.T) {
 	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	f.reg = reg
 	_, addr, _ := f.replica(t, "r1", nil)
 	cases := map[string]struct {
 		health *protobufs.ComponentHealth
@@ -285,6 +290,12 @@ func TestHealthMapping(t *testing.T) {
 				r, ok := f.registration("local", id)
 				return ok && r.Health.Status == tc.want
 			}, "health of %s becomes %s", id, tc.want)
+			// The replica counts the agent it holds under the health it stored (the
+			// agents of earlier cases have gone).
+			natstest.Eventually(t, 2*time.Second, func() bool {
+				got := agentsHealth(t, reg)
+				return got[string(tc.want)] == 1 && got["healthy"]+got["degraded"]+got["unhealthy"] == 1
+			}, "otelfleet_opamp_agents_health = %v, want one %s agent", agentsHealth(t, reg), tc.want)
 			if tc.want != events.HealthDegraded {
 				return
 			}
@@ -634,4 +645,22 @@ func (s stopOnce) Stop(ctx context.Context) error {
 	var err error
 	s.once.Do(func() { err = s.OpAMPClient.Stop(ctx) })
 	return err
+}
+
+// agentsHealth reads otelfleet_opamp_agents_health by health.
+func agentsHealth(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "otelfleet_opamp_agents_health" {
+			for _, m := range mf.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }

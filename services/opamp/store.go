@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,6 +56,9 @@ type agent struct {
 	registeredAt time.Time
 	generation   uint64
 	lastReg      events.Registration
+	// storedHealth is lastReg's health status once stored (events.HealthStatus), read
+	// without mu by the metrics.
+	storedHealth atomic.Value
 
 	// processCPU and rss come from the agent's own metrics.
 	processCPU float64
@@ -177,6 +181,7 @@ func (s *Service) register(ctx context.Context, a *agent, st events.AgentState, 
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	a.regKey, a.lastReg = key, reg
+	a.storedHealth.Store(reg.Health.Status)
 	return nil
 }
 

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg = prometheus.NewRegistry()
 	}
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		instances: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "otelfleet_registry_instances",
 			Help: "Registered instances by kind (collector, service), region and health.",
@@ -43,6 +43,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Live registrations known to this replica.",
 		}),
 	}
+	// Exported from the start, so increase() sees the first expirations.
+	for _, kind := range []string{events.KindCollector, events.KindService} {
+		m.expirations.WithLabelValues(kind)
+	}
+	return m
 }
 
 func (m *metrics) add(r events.Registration, delta float64) {

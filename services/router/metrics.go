@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/promreg"
+	"github.com/otelfleet/otelfleet/services/router/internal/otlpwire"
 )
 
 // Request outcomes (label outcome of otelfleet_router_requests_total).
@@ -123,6 +124,12 @@ func newMetrics(reg prometheus.Registerer, mem *memory) (*metrics, error) {
 			Name: "otelfleet_router_ack_unconfirmed_total", Help: "Requests refused (UNAVAILABLE/503) in --ack delivered because delivery was not confirmed in time or a part could not be delivered.",
 		})),
 		services: map[svcKey]*svcCounters{},
+	}
+	// Exported from the start (0), so rate() and increase() see the first busy request.
+	for _, sig := range []otlpwire.Signal{otlpwire.Traces, otlpwire.Logs, otlpwire.Metrics} {
+		for _, o := range []string{outcomeOK, outcomePartial, outcomeBusy} {
+			m.requests.WithLabelValues(sig.String(), o)
+		}
 	}
 	promreg.Add(r, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "otelfleet_router_memory_bytes", Help: "Bytes held for requests in flight and backend queues.",

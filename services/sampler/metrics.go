@@ -77,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "otelfleet_sampler_degradation_transitions_total", Help: "Degradation transitions decided by this replica: degraded, recovered.",
 		}, []string{"to"})),
 	}
+	// Exported from the start, so rate() and increase() see the first failure.
+	for _, res := range []string{"written", "stale", "failed"} {
+		m.decisions.WithLabelValues(res)
+	}
 	return m, r.Err()
 }
 

@@ -10,17 +10,20 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
 // ErrConfig is wrapped by every Config validation error.
@@ -66,12 +69,30 @@ type Controller struct {
 	source string
 	log    *slog.Logger
 	now    func() time.Time
+	// events counts otelfleet_rollout_events_total{type}: each rollout event once its
+	// state is stored.
+	events *prometheus.CounterVec
 }
 
-// New returns a controller publishing events with nc under ns, as instance.
-func New(cfg Config, nc *nats.Conn, ns events.Namespace, instance string, log *slog.Logger) (*Controller, error) {
+// eventTypes are the rollout events, the type label without "rollout.".
+var eventTypes = []events.EventType{events.EventRolloutStarted, events.EventRolloutWave, events.EventRolloutCompleted, events.EventRolloutFailed, events.EventRolloutRolledBack}
+
+// New returns a controller publishing events with nc under ns, as instance; reg (nil:
+// unregistered) receives otelfleet_rollout_events_total, exported from the start by
+// every replica, leader or not.
+func New(cfg Config, nc *nats.Conn, ns events.Namespace, instance string, log *slog.Logger, reg prometheus.Registerer) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	counts, err := promreg.Shared(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "otelfleet_rollout_events_total",
+		Help: "Collector config rollout events this replica's controller stored, by type: started, wave, completed, failed, rolled_back.",
+	}, []string{"type"}))
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range eventTypes {
+		counts.WithLabelValues(strings.TrimPrefix(string(t), "rollout."))
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -79,7 +100,7 @@ func New(cfg Config, nc *nats.Conn, ns events.Namespace, instance string, log *s
 	if ns == (events.Namespace{}) {
 		ns = events.Default
 	}
-	return &Controller{cfg: cfg, nc: nc, ns: ns, source: events.Source(events.ServiceOpAMP, instance), log: log.With("component", "rollout"), now: time.Now}, nil
+	return &Controller{cfg: cfg, nc: nc, ns: ns, source: events.Source(events.ServiceOpAMP, instance), log: log.With("component", "rollout"), now: time.Now, events: counts}, nil
 }
 
 // stored is a decoded value and its revision.
@@ -434,6 +455,7 @@ func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches,
 	}
 	cc.mu.Unlock()
 	for _, ev := range out.Events {
+		c.events.WithLabelValues(strings.TrimPrefix(ev.Type, "rollout.")).Inc()
 		ev.At = c.now().UTC()
 		c.log.Info("rollout "+ev.Type[len("rollout."):], "group", ev.Group, "rollout", ev.Rollout, "version", ev.Version, "wave", ev.Wave, "waves", ev.Waves, "reason", ev.Reason)
 		msg, err := events.NewMsg(c.ns.EventSubject(events.EventType(ev.Type)), c.source, ev)

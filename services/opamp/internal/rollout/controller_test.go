@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -49,6 +50,8 @@ type fleet struct {
 	events  []events.RolloutEvent
 	agents  map[string]events.AgentState
 	version uint64
+	// reg receives every controller's metrics (shared across terms).
+	reg *prometheus.Registry
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -59,7 +62,7 @@ func newFleet(t *testing.T) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleet{t: t, nc: nc, b: b, agents: map[string]events.AgentState{}, verdict: func(string, events.DesiredConfig) string { return "" }}
+	f := &fleet{t: t, nc: nc, b: b, reg: prometheus.NewRegistry(), agents: map[string]events.AgentState{}, verdict: func(string, events.DesiredConfig) string { return "" }}
 	sub, err := nc.Subscribe(events.Default.EventSubject("rollout.*"), func(m *nats.Msg) {
 		var ev events.RolloutEvent
 		if events.Decode(m.Data, &ev) == nil {
@@ -151,7 +154,7 @@ func (f *fleet) putDoc(group string, doc fleetconfig.CollectorConfig) {
 
 func (f *fleet) run(token uint64) (stop func()) {
 	f.t.Helper()
-	c, err := rollout.New(rollout.Config{Tick: 20 * time.Millisecond, SamplingThreshold: 0.1}, f.nc, events.Default, "t", nil)
+	c, err := rollout.New(rollout.Config{Tick: 20 * time.Millisecond, SamplingThreshold: 0.1}, f.nc, events.Default, "t", nil, f.reg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -298,6 +301,13 @@ func TestCanaryFailureStopsAndRollsBack(t *testing.T) {
 		ev := strings.Join(f.eventTypes(), ",")
 		return strings.HasSuffix(ev, "rollout.started2,rollout.failed2,rollout.rolled_back2")
 	}, "events %v", f.eventTypes())
+	// The alerts' counter: one rollout completed, one failed and rolled back, no wave
+	// left uncounted.
+	for typ, want := range map[string]float64{"started": 2, "completed": 1, "failed": 1, "rolled_back": 1} {
+		if got := counter(t, f.reg, "otelfleet_rollout_events_total", typ); got != want {
+			t.Errorf("otelfleet_rollout_events_total{type=%q} = %v, want %v", typ, got, want)
+		}
+	}
 	// An agent joining the group after the rollback is given version 1, and version 2
 	// is not tried again.
 	joined := events.AgentState{V: 1, UID: uid(5), ID: "late", Region: "eu", Replica: "r1", Transport: "http",
@@ -442,4 +452,22 @@ func TestSamplingPlaceholderRerendersBeyondThreshold(t *testing.T) {
 	if !strings.Contains(st.Target.Config, "sampling_percentage: 15}") || st.Target.Values["${otelfleet:sampling.percent:checkout}"] != "15" {
 		t.Fatalf("rendered %q values %v", st.Target.Config, st.Target.Values)
 	}
+}
+
+// counter returns the value of name{type=typ}.
+func counter(t *testing.T, reg *prometheus.Registry, name, typ string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && m.GetLabel()[0].GetValue() == typ {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("%s{type=%q} not exported", name, typ)
+	return 0
 }
