@@ -78,15 +78,15 @@ type Service struct {
 	members *registered.Set
 	routers *registered.RouterSet
 
-	mu      sync.Mutex
-	addr    net.Addr // the Jaeger API's listen address, once listening
-	store   *Store
-	stored  bool // a stored decision is installed (not the provisional one)
+	mu     sync.Mutex
+	addr   net.Addr // the Jaeger API's listen address, once listening
+	store  *Store
+	stored bool // a stored decision is installed (not the provisional one)
 	// storedAt is when the last stored decision this replica installed was computed
 	// (leader clock); before the first one, when this replica started. Provisional
 	// decisions leave it alone: they are no decision of a leader.
 	storedAt time.Time
-	started bool
+	started  bool
 
 	ready      chan struct{} // the stored decision (or its absence) is loaded
 	readyOnce  sync.Once
