@@ -253,6 +253,9 @@ func (e *Election) finish(err error) error {
 func (e *Election) run(ctx context.Context, lead func(Term)) error {
 	opts := lease.Options{Holder: e.cfg.ID, Margin: e.cfg.Margin, Log: e.log, Observe: e.observe}
 	for {
+		if ttl, err := e.l.TTL(ctx); err == nil { // cached by the store; Acquire reads it too
+			e.m.ttl.Set(ttl.Seconds())
+		}
 		h, err := lease.Acquire(ctx, e.l, opts)
 		if err != nil {
 			if ctx.Err() != nil {

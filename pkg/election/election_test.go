@@ -346,6 +346,9 @@ func TestEventsAndObservers(t *testing.T) {
 	if got := gauge(t, reg, "otelfleet_election_leader"); got != 1 {
 		t.Errorf("otelfleet_election_leader = %v, want 1", got)
 	}
+	if got := gauge(t, reg, "otelfleet_election_lease_ttl_seconds"); got != ttl.Seconds() {
+		t.Errorf("otelfleet_election_lease_ttl_seconds = %v, want the bucket's %v", got, ttl.Seconds())
+	}
 	if got := gauge(t, reg, "otelfleet_election_vacant_seconds"); got != 0 {
 		t.Errorf("otelfleet_election_vacant_seconds = %v while a leads, want 0", got)
 	}

@@ -11,6 +11,7 @@ type metrics struct {
 	leader prometheus.Gauge
 	terms  prometheus.Counter
 	losses *prometheus.CounterVec
+	ttl    prometheus.Gauge
 }
 
 // newMetrics registers the metrics on reg (nil: unregistered). A second candidate for
@@ -23,7 +24,9 @@ func newMetrics(reg prometheus.Registerer, role string, vacant func() float64) (
 		terms:  prometheus.NewCounter(prometheus.CounterOpts{Name: "otelfleet_election_terms_total", Help: "Terms of leadership won.", ConstLabels: labels}),
 		losses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelfleet_election_terms_ended_total", Help: "Terms ended, by reason (resigned, renewal-failed, lease-lost, connection-closed).", ConstLabels: labels}, []string{"reason"}),
 	}
+	m.ttl = prometheus.NewGauge(prometheus.GaugeOpts{Name: "otelfleet_election_lease_ttl_seconds", Help: "TTL of the role's lease (the leases bucket's), read when campaigning.", ConstLabels: labels})
 	r := &promreg.Registrar{Reg: reg}
+	m.ttl = promreg.Add(r, m.ttl)
 	m.leader = promreg.Add(r, m.leader)
 	m.terms = promreg.Add(r, m.terms)
 	m.losses = promreg.Add(r, m.losses)
