@@ -49,6 +49,8 @@ type Set struct {
 	PDBs            []*policyv1.PodDisruptionBudget
 	HPAs            []*autoscalingv2.HorizontalPodAutoscaler
 	NetworkPolicies []*networkingv1.NetworkPolicy
+	PrometheusRules []*PrometheusRule
+	PodMonitors     []*PodMonitor
 }
 
 // Build runs kustomize on dir (on disk, default options, as `kubectl apply -k` does) and
@@ -107,6 +109,10 @@ func Decode(docs [][]byte) (*Set, error) {
 			s.HPAs, err = appendStrict(s.HPAs, doc)
 		case "networking.k8s.io/v1/NetworkPolicy":
 			s.NetworkPolicies, err = appendStrict(s.NetworkPolicies, doc)
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			s.PrometheusRules, err = appendStrict(s.PrometheusRules, doc)
+		case "monitoring.coreos.com/v1/PodMonitor":
+			s.PodMonitors, err = appendStrict(s.PodMonitors, doc)
 		default:
 			err = errors.New("kind not known to the validation (add it to Decode)")
 		}
@@ -173,6 +179,7 @@ func Check(s *Set, f Facts) error {
 	c.services()
 	c.hpas()
 	c.networkPolicies()
+	c.monitoring()
 	return errors.Join(c.errs...)
 }
 

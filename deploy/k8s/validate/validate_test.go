@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 )
 
 // root is the repository root, three levels up from deploy/k8s/validate.
@@ -182,10 +184,11 @@ func build(t *testing.T, dir string) *Set {
 	return s
 }
 
-// TestManifests builds deploy/k8s and deploy/k8s/demo and runs every check.
+// TestManifests builds deploy/k8s, deploy/k8s/demo and deploy/k8s/monitoring and runs
+// every check.
 func TestManifests(t *testing.T) {
 	f := facts(t)
-	for _, dir := range []string{"..", filepath.Join("..", "demo")} {
+	for _, dir := range []string{"..", filepath.Join("..", "demo"), filepath.Join("..", "monitoring")} {
 		t.Run(filepath.ToSlash(dir), func(t *testing.T) {
 			s := build(t, dir)
 			if err := Check(s, f); err != nil {
@@ -414,4 +417,74 @@ func ctr(s *Set, deployment string) *corev1.Container {
 		}
 	}
 	panic("no Deployment/" + deployment)
+}
+
+// TestPrometheusRuleEqualsAlerts: the monitoring overlay's PrometheusRule carries exactly
+// the groups of deploy/monitoring/alerts.yaml (the rule file the promtool tests cover),
+// and a PodMonitor scrapes every otelfleet pod.
+func TestPrometheusRuleEqualsAlerts(t *testing.T) {
+	s := build(t, filepath.Join("..", "monitoring"))
+	if len(s.PrometheusRules) != 1 || len(s.PodMonitors) != 1 {
+		t.Fatalf("%d PrometheusRules, %d PodMonitors; want 1 and 1", len(s.PrometheusRules), len(s.PodMonitors))
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "monitoring", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file RuleSpec
+	if err := yaml.UnmarshalStrict(raw, &file); err != nil {
+		t.Fatalf("alerts.yaml: %v", err)
+	}
+	got := s.PrometheusRules[0].Spec
+	if len(file.Groups) == 0 || !reflect.DeepEqual(got, file) {
+		for i := range max(len(got.Groups), len(file.Groups)) {
+			var a, b RuleGroup
+			if i < len(got.Groups) {
+				a = got.Groups[i]
+			}
+			if i < len(file.Groups) {
+				b = file.Groups[i]
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("group %d differs:\nPrometheusRule: %+v\nalerts.yaml:    %+v", i, a, b)
+			}
+		}
+		t.Fatal("deploy/k8s/monitoring/prometheusrule.yaml: spec.groups differ from deploy/monitoring/alerts.yaml; copy the groups over")
+	}
+	if s.PrometheusRules[0].Namespace != "otelfleet" {
+		t.Errorf("PrometheusRule namespace %q, want otelfleet", s.PrometheusRules[0].Namespace)
+	}
+}
+
+// TestMonitoringChecksFail: each way of breaking the monitoring overlay is caught.
+func TestMonitoringChecksFail(t *testing.T) {
+	f := facts(t)
+	cases := []struct {
+		name   string
+		break_ func(s *Set)
+		want   string
+	}{
+		{"wrong port", func(s *Set) { s.PodMonitors[0].Spec.PodMetricsEndpoints[0].Port = "adminn" }, `PodMonitor/otelfleet: spec.podMetricsEndpoints[0].port "adminn": no selected pod has such a port`},
+		{"wrong path", func(s *Set) { s.PodMonitors[0].Spec.PodMetricsEndpoints[0].Path = "/metric" }, `spec.podMetricsEndpoints[0].path "/metric": want /metrics`},
+		{"router not selected", func(s *Set) {
+			s.PodMonitors[0].Spec.Selector.MatchLabels = map[string]string{"app.kubernetes.io/name": "sampler"}
+		}, "Deployment/router: its admin port (/metrics) is scraped by no PodMonitor"},
+		{"runbook anchor", func(s *Set) {
+			s.PrometheusRules[0].Spec.Groups[0].Rules[0].Annotations["runbook_url"] = "https://example.invalid/OPERATIONS.md#elsewhere"
+		}, "want the anchor #otelfleetsamplernoleader"},
+		{"no severity", func(s *Set) { delete(s.PrometheusRules[0].Spec.Groups[0].Rules[1].Labels, "severity") }, "(OtelfleetSamplingDecisionStale): labels.severity: missing"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := build(t, filepath.Join("..", "monitoring"))
+			if err := Check(s, f); err != nil {
+				t.Fatalf("the overlay as shipped: %v", err)
+			}
+			tc.break_(s)
+			err := Check(s, f)
+			if !errors.Is(err, ErrCheck) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Check: %v\nwant an error containing %q", err, tc.want)
+			}
+		})
+	}
 }
