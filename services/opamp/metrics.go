@@ -63,9 +63,19 @@ func newMetrics(reg prometheus.Registerer, byHealth func() map[events.HealthStat
 			Help: "Load reports published from agents' own metrics.",
 		}),
 	}
-	// Exported from the start, so rate() and increase() see the first refusal.
+	// Exported from the start, so rate() and increase() (and the dashboards) see the
+	// first event of each kind.
 	for _, reason := range []string{"bad_uid", "too_large", "invalid", "undecodable", "internal", "bad_desired"} {
 		m.refused.WithLabelValues(reason)
+	}
+	for _, tr := range []string{TransportWebSocket, TransportHTTP} {
+		m.messages.WithLabelValues(tr)
+	}
+	for _, reason := range []string{"closed", "silent", "taken_over", "disconnected"} {
+		m.released.WithLabelValues(reason)
+	}
+	for _, cause := range []string{"change", "refresh"} {
+		m.writes.WithLabelValues(cause)
 	}
 	return m
 }
