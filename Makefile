@@ -12,7 +12,7 @@ BENCHTIME ?= 1s
 TAG ?= dev
 COMPOSE ?= docker-compose
 
-.PHONY: run build test lint bench images up nats-server e2e faults interop interop-opamp certs clean
+.PHONY: run build test test-alerts lint bench images up nats-server e2e faults interop interop-opamp certs clean
 
 ## run: embedded NATS + every service + a simulated fleet, admin on http://127.0.0.1:8080
 run: build
@@ -27,9 +27,15 @@ build:
 	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/otelfleet-$$s ./services/$$s/cmd/otelfleet-$$s || exit 1; \
 	done
 
-## test: every module, with the race detector
-test:
+## test: every module, with the race detector, and the alert unit tests (test-alerts)
+test: test-alerts
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(addsuffix /...,$(MODULES))
+
+## test-alerts: promtool check rules and the alert unit tests of deploy/monitoring (promtool built once into ~/.cache/otelfleet-tools by deploy/monitoring/promtool.sh; the first build takes minutes)
+test-alerts:
+	@promtool=$$(bash deploy/monitoring/promtool.sh) && cd deploy/monitoring && \
+	  echo "$$promtool check rules alerts.yaml" && $$promtool check rules alerts.yaml && \
+	  echo "$$promtool test rules alerts_test.yaml" && $$promtool test rules alerts_test.yaml
 
 ## lint: gofmt and go vet on every module
 lint:

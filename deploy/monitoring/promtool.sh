@@ -16,7 +16,7 @@ if [ ! -x "${bin}" ]; then
   # name, renamed when complete, so an interrupted build leaves no broken binary.
   tmp="$(mktemp -d "${dir}/build.XXXXXX")"
   trap 'rm -rf "${tmp}"' EXIT
-  (cd "${tmp}" && GOWORK=off GOFLAGS=-mod=mod GOBIN="${tmp}" CGO_ENABLED=0 \
+  (cd "${tmp}" && GOWORK=off GOFLAGS= GOBIN="${tmp}" CGO_ENABLED=0 \
     go install "github.com/prometheus/prometheus/cmd/promtool@${version}") >&2
   mv "${tmp}/promtool" "${bin}"
 fi

@@ -9,25 +9,13 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/promtest"
 )
 
 // storedVersions reads otelfleet_config_stored_version by key.
 func storedVersions(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "otelfleet_config_stored_version" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-		}
-	}
-	return out
+	return promtest.Values(t, reg, "otelfleet_config_stored_version", "key")
 }
 
 // TestStoredVersionFollowsTheVersionInForce: otelfleet_config_stored_version is the

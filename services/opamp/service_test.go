@@ -30,6 +30,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/promtest"
 	opampsvc "github.com/otelfleet/otelfleet/services/opamp"
 )
 
@@ -650,17 +651,5 @@ func (s stopOnce) Stop(ctx context.Context) error {
 // agentsHealth reads otelfleet_opamp_agents_health by health.
 func agentsHealth(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() == "otelfleet_opamp_agents_health" {
-			for _, m := range mf.GetMetric() {
-				out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
-			}
-		}
-	}
-	return out
+	return promtest.Values(t, reg, "otelfleet_opamp_agents_health", "health")
 }

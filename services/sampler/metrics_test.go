@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/promtest"
 )
 
 // TestDecisionAgeMoves: a replica's otelfleet_sampler_decision_age_seconds counts from
@@ -44,17 +44,11 @@ func TestDecisionAgeMoves(t *testing.T) {
 
 	read := func(name string) float64 {
 		t.Helper()
-		v, err := testutil.GatherAndCount(reg, name)
-		if err != nil || v != 1 {
-			t.Fatalf("%s: %d series (%v), want 1", name, v, err)
+		v := promtest.Values(t, reg, name, "")
+		if len(v) != 1 {
+			t.Fatalf("%s: %v, want one series", name, v)
 		}
-		mfs, _ := reg.Gather()
-		for _, mf := range mfs {
-			if mf.GetName() == name {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		return 0
+		return v[""]
 	}
 	if got := read("otelfleet_sampler_interval_seconds"); got != 7 {
 		t.Fatalf("otelfleet_sampler_interval_seconds = %v, want 7", got)

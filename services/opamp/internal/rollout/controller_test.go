@@ -19,6 +19,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/promtest"
 	"github.com/otelfleet/otelfleet/services/opamp/internal/rollout"
 )
 
@@ -304,7 +305,7 @@ func TestCanaryFailureStopsAndRollsBack(t *testing.T) {
 	// The alerts' counter: one rollout completed, one failed and rolled back, no wave
 	// left uncounted.
 	for typ, want := range map[string]float64{"started": 2, "completed": 1, "failed": 1, "rolled_back": 1} {
-		if got := counter(t, f.reg, "otelfleet_rollout_events_total", typ); got != want {
+		if got := promtest.Values(t, f.reg, "otelfleet_rollout_events_total", "type")[typ]; got != want {
 			t.Errorf("otelfleet_rollout_events_total{type=%q} = %v, want %v", typ, got, want)
 		}
 	}
@@ -452,22 +453,4 @@ func TestSamplingPlaceholderRerendersBeyondThreshold(t *testing.T) {
 	if !strings.Contains(st.Target.Config, "sampling_percentage: 15}") || st.Target.Values["${otelfleet:sampling.percent:checkout}"] != "15" {
 		t.Fatalf("rendered %q values %v", st.Target.Config, st.Target.Values)
 	}
-}
-
-// counter returns the value of name{type=typ}.
-func counter(t *testing.T, reg *prometheus.Registry, name, typ string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if mf.GetName() == name && m.GetLabel()[0].GetValue() == typ {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("%s{type=%q} not exported", name, typ)
-	return 0
 }
