@@ -77,6 +77,9 @@ func newMetrics(reg prometheus.Registerer, byHealth func() map[events.HealthStat
 	for _, cause := range []string{"change", "refresh"} {
 		m.writes.WithLabelValues(cause)
 	}
+	for _, result := range []string{"accepted", "unauthorized", "invalid", "unknown_agent", "method"} {
+		m.ownMetrics.WithLabelValues(result)
+	}
 	return m
 }
 

@@ -81,6 +81,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, res := range []string{"written", "stale", "failed"} {
 		m.decisions.WithLabelValues(res)
 	}
+	for _, to := range []string{"degraded", "recovered"} {
+		m.transitions.WithLabelValues(to)
+	}
 	return m, r.Err()
 }
 

@@ -336,7 +336,7 @@ func TestMetricNamesExported(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		cancel()
-		if err := <-exited; err != nil {
+		if err := <-exited; err != nil && !errors.Is(err, context.Canceled) {
 			t.Logf("otelfleet dev: %v", err)
 		}
 		http.DefaultClient.CloseIdleConnections()
