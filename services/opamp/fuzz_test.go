@@ -64,3 +64,34 @@ func FuzzAgentToServer(f *testing.F) {
 		_ = s.remoteConfigFor(a)
 	})
 }
+
+// FuzzWebSocketFrames feeds bytes, in reads of fuzzed sizes, through the frame parser of
+// limitedConn: whatever arrives, it never panics, a message it lets through never sums
+// over the limit, and once it refuses it keeps refusing.
+func FuzzWebSocketFrames(f *testing.F) {
+	f.Add([]byte{0x82, 0x85, 0, 0, 0, 0, 1, 2, 3, 4, 5, 0x89, 0x80, 0, 0, 0, 0}, uint8(3))
+	f.Add([]byte{0x02, 0xfe, 0x40, 0x00, 0, 0, 0, 0, 0x80, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}, uint8(7))
+	f.Add([]byte{0x88, 0xfe, 0, 200}, uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		const limit = 1 << 10
+		c := &limitedConn{max: limit}
+		n := int(step)%16 + 1
+		refused := false
+		for len(data) > 0 {
+			k := min(n, len(data))
+			err := c.scan(data[:k])
+			data = data[k:]
+			if refused && err == nil {
+				t.Fatal("accepted bytes after a refusal")
+			}
+			if err != nil {
+				refused = true
+				c.err = err
+				continue
+			}
+			if c.msgBytes > limit {
+				t.Fatalf("message of %d bytes passed, limit %d", c.msgBytes, limit)
+			}
+		}
+	})
+}

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"transport"}),
 		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_refused_total",
-			Help: "Refused agent messages and bucket values by reason: bad_uid, too_large, invalid, undecodable, internal, bad_desired.",
+			Help: "Refused agent messages, connections and bucket values by reason: bad_uid, too_large, too_many_connections, invalid, undecodable, internal, bad_desired.",
 		}, []string{"reason"}),
 		released: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_released_total",

@@ -24,6 +24,7 @@ import (
 	"github.com/open-telemetry/opamp-go/client"
 	"github.com/open-telemetry/opamp-go/client/types"
 	"github.com/open-telemetry/opamp-go/protobufs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -66,6 +67,12 @@ func newFixture(t *testing.T) *fixture {
 // service and its server address.
 func (f *fixture) replica(t *testing.T, name string, mod func(*opampsvc.Config)) (*opampsvc.Service, string, func()) {
 	t.Helper()
+	return f.replicaWithMetrics(t, name, mod, nil)
+}
+
+// replicaWithMetrics is replica with the service's metrics registered in reg.
+func (f *fixture) replicaWithMetrics(t *testing.T, name string, mod func(*opampsvc.Config), reg prometheus.Registerer) (*opampsvc.Service, string, func()) {
+	t.Helper()
 	cfg := opampsvc.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.SilenceTimeout = 5 * time.Second
@@ -74,7 +81,7 @@ func (f *fixture) replica(t *testing.T, name string, mod func(*opampsvc.Config))
 		mod(&cfg)
 	}
 	nc := f.srv.Connect(t)
-	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name)})
+	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
