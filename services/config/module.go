@@ -73,7 +73,7 @@ func Start(p Params) error {
 				return err
 			}
 			close(initialized)
-			<-ctx.Done()
+			svc.WatchGood(ctx) // until ctx ends
 			return nil
 		},
 		Endpoints: func() []platform.Endpoint {
