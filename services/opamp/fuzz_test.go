@@ -1,6 +1,8 @@
 package opampsvc
 
 import (
+	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -94,4 +96,30 @@ func FuzzWebSocketFrames(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStateContentIgnoresOnlyTheTimestamp: the one encoding of a state gives the stored
+// value and its content; two states differing only in updated_at have the same content,
+// any other difference changes it.
+func TestStateContentIgnoresOnlyTheTimestamp(t *testing.T) {
+	st := events.AgentState{V: 1, UID: "0123456789abcdef0123456789abcdef", ID: "c1", Region: "eu",
+		Identifying: map[string]string{"note": `"updated_at":"x"}`}, ConnectedAt: time.Unix(1, 0), UpdatedAt: time.Unix(2, 0)}
+	val, c1, err := encodeState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back events.AgentState
+	if err := json.Unmarshal(val, &back); err != nil || !back.UpdatedAt.Equal(st.UpdatedAt) || back.Identifying["note"] != st.Identifying["note"] {
+		t.Fatalf("stored value %s does not decode to the state: %v", val, err)
+	}
+	later := st
+	later.UpdatedAt = time.Unix(3, 5)
+	if _, c2, _ := encodeState(later); !bytes.Equal(c1, c2) {
+		t.Fatalf("content changed with updated_at alone:\n%s\n%s", c1, c2)
+	}
+	moved := st
+	moved.Region = "us"
+	if _, c3, _ := encodeState(moved); bytes.Equal(c1, c3) {
+		t.Fatal("content unchanged though the region changed")
+	}
 }

@@ -251,17 +251,23 @@ func TestGzipBodyDecompressedThroughTheLimit(t *testing.T) {
 // refusedCount reads otelfleet_opamp_refused_total{reason} from reg.
 func refusedCount(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
+	return counterValue(t, reg, "otelfleet_opamp_refused_total", "reason", reason)
+}
+
+// counterValue reads counter name{label=value} from reg (0 when absent).
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "otelfleet_opamp_refused_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}

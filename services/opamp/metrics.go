@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		ownMetrics: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_own_metrics_total",
-			Help: "Own-metrics posts by result: accepted, unauthorized, invalid, unknown_agent, method.",
+			Help: "Own-metrics posts by result: accepted, unauthorized, invalid, unknown_agent (no usable state of the agent stored), unavailable (the agents bucket or NATS failed), method.",
 		}, []string{"result"}),
 		loadReports: f.NewCounter(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_load_reports_total",
