@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/otelfleet/otelfleet/pkg/natstest"
+	"github.com/otelfleet/otelfleet/pkg/promreg"
 	opampsvc "github.com/otelfleet/otelfleet/services/opamp"
 )
 
@@ -257,21 +258,9 @@ func refusedCount(t *testing.T, reg *prometheus.Registry, reason string) float64
 // counterValue reads counter name{label=value} from reg (0 when absent).
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	v, err := promreg.Sum(reg, name, map[string]string{label: value})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return v
 }
