@@ -326,7 +326,7 @@ func configStatus(ctx context.Context, env *cliEnv, args []string) error {
 	tw := env.table()
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tGLOBAL\tIN SYNC\tAPPLIED\tREJECTED\tLAST ERROR")
 	for _, r := range rep.Instances {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%d\t%s\n", r.Service, r.Instance, r.GlobalVersion, r.GlobalVersion == rep.GlobalVersion, since(r.AppliedAt), r.Rejected, r.LastError)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%v\t%s\t%d\t%s\n", r.Service, r.Instance, r.GlobalVersion, rep.InSync(r), since(r.AppliedAt), r.Rejected, r.LastError)
 	}
 	return tw.Flush()
 }

@@ -32,6 +32,7 @@ func runProxy(ctx context.Context, env *cliEnv, args []string) error {
 	k.Duration(&cfg.Resolve, "resolve-interval", "PROXY_RESOLVE_INTERVAL", cfg.Resolve, "how often each target host is resolved again")
 	k.Duration(&cfg.DialTimeout, "dial-timeout", "PROXY_DIAL_TIMEOUT", cfg.DialTimeout, "timeout of one dial to a backend (then the next address is tried)")
 	k.Duration(&cfg.Quarantine, "quarantine", "PROXY_QUARANTINE", cfg.Quarantine, "how long an address whose dial failed is skipped")
+	k.Int(&cfg.MaxConnections, "max-connections", "PROXY_MAX_CONNECTIONS", cfg.MaxConnections, "most connections forwarded at once over every listen address; more are closed at once")
 	k.String(&adminAddr, "admin-addr", "ADMIN_ADDR", "127.0.0.1:18889", "admin HTTP address: /metrics, /healthz, /readyz")
 	k.String(&logLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	pos, err := parse(fs, args)

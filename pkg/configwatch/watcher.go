@@ -59,6 +59,9 @@ type Watcher struct {
 	snap      Snapshot
 	rejected  uint64
 	lastErr   string
+	// looked holds the keys whose last good value was read in the current replay: a
+	// refused value triggers at most one such read per key per replay.
+	looked map[string]bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -173,18 +176,51 @@ func (w *Watcher) answerReport(m *nats.Msg) {
 
 func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
-	kvwatch.Run(ctx, w.nc, w.kv, "", func(e jetstream.KeyValueEntry) {
-		if e == nil { // end of a (re)play of the current values
-			if !w.Ready() {
-				w.publish()
-				w.readyOnce.Do(func() { close(w.ready) })
+	kvwatch.Watch(ctx, w.nc, w.kv, "", kvwatch.Handler{
+		Start: func() {
+			w.mu.Lock()
+			w.looked = map[string]bool{}
+			w.mu.Unlock()
+		},
+		Entry: func(e jetstream.KeyValueEntry) {
+			if e == nil { // end of a (re)play of the current values
+				if !w.Ready() {
+					w.publish()
+					w.readyOnce.Do(func() { close(w.ready) })
+				}
+				return
 			}
-			return
-		}
-		if w.apply(e) && w.Ready() {
-			w.publish()
-		}
-	}, func(err error) { w.opts.Log.Warn("config watch failed, retrying", "err", err) })
+			if w.apply(ctx, e) && w.Ready() {
+				w.publish()
+			}
+		},
+		Err: func(err error) { w.opts.Log.Warn("config watch failed, retrying", "err", err) },
+	})
+}
+
+// lastGood reads the last good value of key (configwatch.LastGood) unless it was
+// already read in this replay: refused values cost at most one history read per key
+// per replay, however many arrive.
+func lastGood[T any](ctx context.Context, w *Watcher, key string, decode func([]byte) (T, error), version func(T) uint64) (Good[T], bool) {
+	w.mu.Lock()
+	done := w.looked[key]
+	if w.looked == nil {
+		w.looked = map[string]bool{}
+	}
+	w.looked[key] = true
+	w.mu.Unlock()
+	if done {
+		return Good[T]{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	w.m.historyReads.WithLabelValues(key).Inc()
+	g, err := LastGood(ctx, w.kv, key, decode, version)
+	if err != nil {
+		w.opts.Log.Warn("no good value of the key to fall back to", "key", key, "err", err)
+		return Good[T]{}, false
+	}
+	return g, true
 }
 
 // apply folds one entry into the snapshot and reports whether the snapshot changed.
@@ -197,7 +233,7 @@ func (w *Watcher) run(ctx context.Context) {
 // of the version in force. A value refused while nothing from the bucket is in force for
 // its key (a replica starting over a bad newest value) is replaced by the newest good
 // value of the key's history.
-func (w *Watcher) apply(e jetstream.KeyValueEntry) bool {
+func (w *Watcher) apply(ctx context.Context, e jetstream.KeyValueEntry) bool {
 	key := e.Key()
 	deleted := e.Operation() == jetstream.KeyValueDelete || e.Operation() == jetstream.KeyValuePurge
 	switch {
@@ -212,11 +248,12 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) bool {
 			if w.Current().Global.Version != 0 {
 				return false
 			}
-			var rev uint64
-			if g, rev, err = newestGood(w.kv, key, func(b []byte) (fleetconfig.Global, error) { return fleetconfig.DecodeStoredGlobal(key, b) }); err != nil {
+			good, ok := lastGood(ctx, w, key, func(b []byte) (fleetconfig.Global, error) { return fleetconfig.DecodeStoredGlobal(key, b) }, globalVersion)
+			if !ok {
 				return false
 			}
-			w.opts.Log.Warn("the newest global config is refused; applying the newest good one of its history", "revision", rev, "version", g.Version)
+			g = good.Doc
+			w.opts.Log.Warn("the newest global config is refused; applying the last good one", "from", good.Key, "revision", good.Revision, "version", g.Version)
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -258,11 +295,12 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) bool {
 			if _, had := w.Current().Regions[region]; had {
 				return false
 			}
-			var rev uint64
-			if r, rev, err = newestGood(w.kv, key, decode); err != nil {
+			good, ok := lastGood(ctx, w, key, decode, regionVersion)
+			if !ok {
 				return false
 			}
-			w.opts.Log.Warn("the newest regional config is refused; applying the newest good one of its history", "key", key, "revision", rev, "version", r.Version)
+			r = good.Doc
+			w.opts.Log.Warn("the newest regional config is refused; applying the last good one", "key", key, "from", good.Key, "revision", good.Revision, "version", r.Version)
 		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -301,26 +339,8 @@ func checkNewer(version, inForce uint64, differs bool) error {
 	}
 }
 
-// newestGood returns the newest value of key's kept history that decode accepts, with
-// its revision.
-func newestGood[T any](kv jetstream.KeyValue, key string, decode func([]byte) (T, error)) (T, uint64, error) {
-	var zero T
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	hist, err := kv.History(ctx, key)
-	if err != nil {
-		return zero, 0, err
-	}
-	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].Operation() != jetstream.KeyValuePut {
-			break // deleted: nothing older is in force
-		}
-		if v, err := decode(hist[i].Value()); err == nil {
-			return v, hist[i].Revision(), nil
-		}
-	}
-	return zero, 0, fmt.Errorf("%s: no good value in the kept history", key)
-}
+func globalVersion(g fleetconfig.Global) uint64 { return g.Version }
+func regionVersion(r fleetconfig.Region) uint64 { return r.Version }
 
 func (w *Watcher) reject(key string, rev uint64, err error) {
 	w.mu.Lock()
@@ -354,8 +374,9 @@ func (w *Watcher) publish() {
 }
 
 type metrics struct {
-	applied  *prometheus.GaugeVec
-	rejected *prometheus.CounterVec
+	applied      *prometheus.GaugeVec
+	rejected     *prometheus.CounterVec
+	historyReads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -366,12 +387,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_config_rejected_total", Help: "Config values seen in the bucket that failed to decode or validate and were ignored.",
 		}, []string{"key"}),
+		historyReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otelfleet_config_history_reads_total", Help: "Reads of a config key's kept history (and its last good copy) after a refused value while nothing was in force for the key: at most one per key per replay of the watch.",
+		}, []string{"key"}),
 	}
 	// The global key always exists: its rejections are exported from the start, so that
 	// increase() sees the first one.
 	m.rejected.WithLabelValues(events.GlobalConfigKey)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applied, m.rejected} {
+		for _, c := range []prometheus.Collector{m.applied, m.rejected, m.historyReads} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("config watcher metrics: %w", err)
 			}

@@ -25,8 +25,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fixture struct {
 	srv *natstest.Server
 	kv  jetstream.KeyValue
-	w   *configwatch.Watcher
-	reg *prometheus.Registry
+	// hist is kv, counting the reads of each key's history.
+	hist *natstest.HistoryCounter
+	w    *configwatch.Watcher
+	reg  *prometheus.Registry
 
 	mu    sync.Mutex
 	snaps []configwatch.Snapshot
@@ -60,7 +62,8 @@ func start(t *testing.T, seed func(f *fixture)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.kv = b.Config
+	f.hist = natstest.CountHistory(b.Config)
+	f.kv = f.hist
 	if seed != nil {
 		seed(f)
 	}

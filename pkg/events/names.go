@@ -160,6 +160,16 @@ func RegionFromConfigKey(key string) (string, bool) {
 	return r, true
 }
 
+// GoodConfigKeyPrefix prefixes the config service's copy of the last good value of a
+// config key: good.global, good.region.<r>, good.collector.<group>.
+const GoodConfigKeyPrefix = "good."
+
+// GoodConfigKey is the config bucket key under which the config service keeps the last
+// good value of key (global, region.<r> or collector.<group>), so that no number of
+// invalid values written over key can push every good one out of its kept history.
+// Watchers and key listings ignore these keys; readers fall back to them.
+func GoodConfigKey(key string) string { return GoodConfigKeyPrefix + key }
+
 // CollectorKey is the registry bucket key of a collector: collector.<region>.<id>.
 func CollectorKey(region, id string) (string, error) {
 	if err := CheckToken("region", region); err != nil {

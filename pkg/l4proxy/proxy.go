@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,13 +80,19 @@ type Config struct {
 	// Quarantine is how long an address whose dial failed is skipped (flag --quarantine,
 	// env PROXY_QUARANTINE; default 5s), unless every address is quarantined.
 	Quarantine time.Duration
+	// MaxConnections bounds the connections forwarded at once over every Forward (flag
+	// --max-connections, env PROXY_MAX_CONNECTIONS; default 10,000): each holds two
+	// sockets and two goroutines. A connection over it is closed at once and counted in
+	// otelfleet_proxy_refused_total{reason="too_many_connections"}.
+	MaxConnections int
 	// Lookup resolves a host to addresses; nil means net.DefaultResolver.LookupHost.
 	Lookup func(ctx context.Context, host string) ([]string, error)
 }
 
-// DefaultConfig returns a 1s resolve interval, a 1s dial timeout and a 5s quarantine.
+// DefaultConfig returns a 1s resolve interval, a 1s dial timeout, a 5s quarantine and
+// 10,000 connections.
 func DefaultConfig() Config {
-	return Config{Resolve: time.Second, DialTimeout: time.Second, Quarantine: 5 * time.Second}
+	return Config{Resolve: time.Second, DialTimeout: time.Second, Quarantine: 5 * time.Second, MaxConnections: 10000}
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -103,6 +110,9 @@ func (c Config) Validate() error {
 	if c.Quarantine < 0 {
 		errs = append(errs, fmt.Errorf("%w: --quarantine %v: must be ≥ 0", ErrConfig, c.Quarantine))
 	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("%w: --max-connections %d: must be ≥ 1", ErrConfig, c.MaxConnections))
+	}
 	return errors.Join(errs...)
 }
 
@@ -112,6 +122,7 @@ type Proxy struct {
 	log   *slog.Logger
 	m     *metrics
 	ports []*port
+	open  atomic.Int64 // connections being forwarded, over every port
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -360,6 +371,13 @@ func (pt *port) accept() {
 			}
 			continue
 		}
+		if pt.p.open.Add(1) > int64(pt.p.cfg.MaxConnections) {
+			pt.p.open.Add(-1)
+			pt.p.m.refused.WithLabelValues(pt.f.Listen, "too_many_connections").Inc()
+			pt.p.log.Debug("proxy: connection refused: --max-connections reached", "listen", pt.f.Listen, "client", c.RemoteAddr().String(), "max", pt.p.cfg.MaxConnections)
+			_ = c.Close()
+			continue
+		}
 		pt.p.wg.Add(1)
 		go pt.serve(c)
 	}
@@ -368,8 +386,10 @@ func (pt *port) accept() {
 // serve forwards one client connection until either side ends.
 func (pt *port) serve(client net.Conn) {
 	defer pt.p.wg.Done()
+	defer pt.p.open.Add(-1)
 	back, addr, err := pt.dial()
 	if err != nil {
+		pt.p.m.refused.WithLabelValues(pt.f.Listen, "no_backend").Inc()
 		pt.p.log.Warn("proxy: connection refused", "listen", pt.f.Listen, "client", client.RemoteAddr().String(), "err", err)
 		_ = client.Close()
 		return
@@ -393,7 +413,7 @@ func (pt *port) serve(client net.Conn) {
 	}
 	pt.conns[addr][c] = struct{}{}
 	pt.mu.Unlock()
-	pt.p.m.conns.WithLabelValues(pt.f.Listen, addr).Inc()
+	pt.p.m.conns.WithLabelValues(pt.f.Listen, pt.f.Target).Inc()
 	pt.p.m.active.WithLabelValues(pt.f.Listen).Inc()
 
 	c.run()
@@ -455,13 +475,14 @@ type metrics struct {
 	active       *prometheus.GaugeVec
 	dialFailures *prometheus.CounterVec
 	backends     *prometheus.GaugeVec
+	refused      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "otelfleet_proxy_connections_total", Help: "Connections forwarded, per listen address and backend.",
-		}, []string{"listen", "backend"}),
+			Name: "otelfleet_proxy_connections_total", Help: "Connections forwarded, per listen address and target (HOST:PORT as configured, not the address it resolved to: replica churn adds no series).",
+		}, []string{"listen", "target"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "otelfleet_proxy_active_connections", Help: "Connections being forwarded now.",
 		}, []string{"listen"}),
@@ -471,9 +492,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		backends: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "otelfleet_proxy_backends", Help: "Addresses the target resolved to at the last lookup.",
 		}, []string{"listen"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "otelfleet_proxy_refused_total", Help: "Client connections closed without forwarding, by reason: too_many_connections (--max-connections), no_backend.",
+		}, []string{"listen", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.active, m.dialFailures, m.backends)
+		reg.MustRegister(m.conns, m.active, m.dialFailures, m.backends, m.refused)
 	}
 	return m
 }

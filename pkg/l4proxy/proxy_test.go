@@ -118,13 +118,22 @@ func replicas(t *testing.T, names ...string) ([]*backend, []string) {
 
 func start(t *testing.T, d *dns, port string, quarantine time.Duration) *l4proxy.Proxy {
 	t.Helper()
+	return startWith(t, d, port, quarantine, nil, prometheus.NewRegistry())
+}
+
+// startWith is start with mod applied to the config and the metrics in reg.
+func startWith(t *testing.T, d *dns, port string, quarantine time.Duration, mod func(*l4proxy.Config), reg prometheus.Registerer) *l4proxy.Proxy {
+	t.Helper()
 	cfg := l4proxy.DefaultConfig()
 	cfg.Forwards = []l4proxy.Forward{{Listen: "127.0.0.1:0", Target: "svc:" + port}}
 	cfg.Resolve = 20 * time.Millisecond
 	cfg.DialTimeout = 200 * time.Millisecond
 	cfg.Quarantine = quarantine
 	cfg.Lookup = d.lookup
-	p, err := l4proxy.New(cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := l4proxy.New(cfg, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"io"
 	"mime"
 	"net/http"
@@ -147,7 +148,7 @@ func readBody(r *http.Request, limit int) ([]byte, error) {
 	case zstdName:
 		zr, err := newZstdReader(in)
 		if err != nil {
-			return nil, err
+			return nil, tooLarge(err)
 		}
 		in = zr
 	default:
@@ -163,11 +164,15 @@ func readBody(r *http.Request, limit int) ([]byte, error) {
 	return body, nil
 }
 
-// tooLarge maps the MaxBytesReader's error to errTooLarge.
+// tooLarge maps the MaxBytesReader's error, and a zstd frame asking for more window or
+// memory than the decoders allow, to errTooLarge.
 func tooLarge(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		return fmt.Errorf("%w: more than %d bytes", errTooLarge, mbe.Limit)
+	case errors.Is(err, zstd.ErrWindowSizeExceeded), errors.Is(err, zstd.ErrDecoderSizeExceeded):
+		return fmt.Errorf("%w: the zstd frame needs a window or memory over the limit (%d-byte window): %w", errTooLarge, maxZstdWindow, err)
 	}
 	return err
 }

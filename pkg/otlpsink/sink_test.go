@@ -286,6 +286,18 @@ func TestRefusesBadRequestsSayingWhy(t *testing.T) {
 	url := "http://" + s.HTTPAddr() + "/v1/traces"
 	bomb := gzipped(t, bytes.Repeat([]byte{0}, 1<<20))
 	pb, _ := ptraceotlp.NewExportRequestFromTraces(traces("a", 0, 1)).MarshalProto()
+	// A small frame declaring a 256 MiB window (the decoder would allocate it): a frame
+	// without the single-segment flag, its window descriptor set to 2^(10+18).
+	wideEnc, err := zstd.NewWriter(nil, zstd.WithSingleSegment(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide := wideEnc.EncodeAll(pb, nil)
+	_ = wideEnc.Close()
+	if wide[4]&0x20 != 0 {
+		t.Fatalf("frame header %x: single segment, no window descriptor", wide[:6])
+	}
+	wide[5] = 18 << 3
 	tests := []struct {
 		name, ct, enc string
 		body          []byte
@@ -296,6 +308,7 @@ func TestRefusesBadRequestsSayingWhy(t *testing.T) {
 		{"garbage json", ctJSON, "", []byte("{nope"), 400, "application/json body"},
 		{"bad gzip", ctProtobuf, "gzip", []byte("not gzip"), 400, "reading the body"},
 		{"decompression bomb", ctProtobuf, "gzip", bomb, 413, "decompressed"},
+		{"zstd window over 8 MiB", ctProtobuf, zstdName, wide, 413, "window"},
 		{"oversized", ctProtobuf, "", bytes.Repeat([]byte{0}, 5000), 413, "too large"},
 		{"unknown encoding", ctProtobuf, "br", pb, 415, `Content-Encoding "br"`},
 		{"unknown content type", "text/plain", "", pb, 415, `Content-Type "text/plain"`},
@@ -326,7 +339,7 @@ func TestRefusesBadRequestsSayingWhy(t *testing.T) {
 	}
 	// gRPC: a message over the limit is RESOURCE_EXHAUSTED.
 	big := traces("a", 0, 200)
-	_, err := ptraceotlp.NewGRPCClient(grpcConn(t, s.GRPCAddr())).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(big))
+	_, err = ptraceotlp.NewGRPCClient(grpcConn(t, s.GRPCAddr())).Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(big))
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("oversized gRPC export: %v, want RESOURCE_EXHAUSTED", err)
 	}

@@ -11,6 +11,15 @@ import (
 // zstdName is the grpc-encoding and Content-Encoding name of zstd.
 const zstdName = "zstd"
 
+// Bounds of the zstd decoders: a frame may declare a window of up to 512 MiB (the
+// library's default), which the decoder would allocate for a request of a few bytes.
+// Real OTLP senders use small windows (the Go and Java encoders at most 8 MiB), as the
+// router's receivers assume too.
+const (
+	maxZstdWindow = 8 << 20
+	maxZstdMemory = 64 << 20
+)
+
 func init() { encoding.RegisterCompressor(zstdCompressor{}) }
 
 // zstdCompressor lets the gRPC receiver take zstd-compressed requests (and answer in
@@ -57,7 +66,8 @@ func newZstdReader(r io.Reader) (io.Reader, error) {
 	d, ok := zstdDecoders.Get().(*zstd.Decoder)
 	if !ok {
 		var err error
-		if d, err = zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true)); err != nil {
+		if d, err = zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdMemory)); err != nil {
 			return nil, err
 		}
 	} else if err := d.Reset(r); err != nil {

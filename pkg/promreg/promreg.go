@@ -49,3 +49,36 @@ func Add[C prometheus.Collector](r *Registrar, c C) C {
 
 // Err returns every registration error so far, joined.
 func (r *Registrar) Err() error { return errors.Join(r.errs...) }
+
+// Sum gathers g and returns the sum of the counter and gauge series of family name whose
+// labels include every pair of labels (nil: every series); 0 when there is none. Tests
+// and status pages read one figure with it.
+func Sum(g prometheus.Gatherer, name string, labels map[string]string) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum, nil
+}

@@ -50,3 +50,25 @@ func testCount(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }
+
+func TestSumAddsTheMatchingSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otelfleet_sum_total", Help: "test"}, []string{"a", "b"})
+	reg.MustRegister(c)
+	c.WithLabelValues("x", "1").Add(2)
+	c.WithLabelValues("x", "2").Add(3)
+	c.WithLabelValues("y", "1").Add(5)
+	for _, tt := range []struct {
+		labels map[string]string
+		want   float64
+	}{
+		{nil, 10},
+		{map[string]string{"a": "x"}, 5},
+		{map[string]string{"a": "x", "b": "2"}, 3},
+		{map[string]string{"a": "z"}, 0},
+	} {
+		if got, err := Sum(reg, "otelfleet_sum_total", tt.labels); err != nil || got != tt.want {
+			t.Errorf("Sum(%v) = %v, %v; want %v", tt.labels, got, err, tt.want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package configsvc
 
 import (
+	"sync"
+
 	"context"
 	"time"
 
@@ -77,7 +79,14 @@ func Start(p Params) error {
 			if err != nil {
 				return err
 			}
-			stored.run(ctx, p.NC, b.Config) // until ctx ends
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stored.run(ctx, p.NC, b.Config) // until ctx ends
+			}()
+			svc.WatchGood(ctx) // until ctx ends
+			wg.Wait()
 			return nil
 		},
 		Endpoints: func() []platform.Endpoint {

@@ -312,6 +312,13 @@ type StatusReply struct {
 	Instances     []events.ConfigReport `json:"instances"`
 }
 
+// InSync reports whether instance r runs the stored global version. An instance on the
+// built-in defaults (version 0: it found no valid stored value) is never in sync, not
+// even when the store has no valid version either: it runs a config nobody stored.
+func (rep StatusReply) InSync(r events.ConfigReport) bool {
+	return r.GlobalVersion != 0 && r.GlobalVersion == rep.GlobalVersion
+}
+
 // Status gathers the config reports of every watching instance for StatusWait.
 func (s *Service) Status(ctx context.Context) (StatusReply, error) {
 	g, _, err := s.store.Global(ctx)

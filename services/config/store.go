@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
@@ -47,6 +48,12 @@ type docType[T any] struct {
 	// stamp gives access to the document's version metadata.
 	stamp func(*T) (*uint64, *time.Time, *string)
 	diff  func(a, b T) []string
+}
+
+// version returns doc's version.
+func (d docType[T]) version(doc T) uint64 {
+	v, _, _ := d.stamp(&doc)
+	return *v
 }
 
 func globalDoc() docType[fleetconfig.Global] {
@@ -189,6 +196,9 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	if err != nil {
 		return Change{}, fmt.Errorf("write %s: %w", d.key, err)
 	}
+	// The version is stored; its copy under good.<key> is refreshed again by the
+	// service's watch (watchGood) if this write fails.
+	_ = keepGood(ctx, s.kv, d, data, next)
 	changed := d.diff(*new(T), doc)
 	if hasOld {
 		changed = d.diff(old, doc)
@@ -256,11 +266,22 @@ func highestVersion[T any](ctx context.Context, kv jetstream.KeyValue, d docType
 	for _, h := range hist {
 		top = max(top, h.Version)
 	}
+	// The last good copy may hold a version the history no longer does.
+	g, ok, err := configwatch.ReadGood(ctx, kv, d.key, d.load, d.version)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		top = max(top, g.Version)
+	}
 	return top, nil
 }
 
-// inForce returns the newest valid version of d's key (what watchers keep in force) and,
-// when the newest stored value is not that one, the problem with the newest value.
+// inForce returns the version of d's key in force: the newest valid version of its
+// kept history or the config service's copy under good.<key>, whichever is higher (the
+// copy keeps the last good version when invalid values pushed every valid one out of the
+// history), and, when the newest stored value is not valid, that value's entry as a
+// warning.
 func inForce[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) (T, *HistoryEntry, error) {
 	var zero T
 	hist, docs, err := history(ctx, kv, d)
@@ -271,12 +292,26 @@ func inForce[T any](ctx context.Context, kv jetstream.KeyValue, d docType[T]) (T
 	if last := hist[len(hist)-1]; !last.Valid {
 		warn = &last
 	}
+	var newest configwatch.Good[T]
+	found := false
 	for i := len(hist) - 1; i >= 0; i-- {
 		if hist[i].Valid {
-			return docs[i], warn, nil
+			newest, found = configwatch.Good[T]{Doc: docs[i], Version: hist[i].Version}, true
+			break
 		}
 	}
-	return zero, warn, fmt.Errorf("%w: %s has no valid version in its history", ErrNotFound, d.key)
+	if warn == nil && found {
+		return newest.Doc, nil, nil // the newest value is valid: the copy is no newer
+	}
+	g, gok, err := configwatch.ReadGood(ctx, kv, d.key, d.load, d.version)
+	if err != nil && !found {
+		return zero, warn, err
+	}
+	best, ok := configwatch.Better(newest, found, g, gok)
+	if !ok {
+		return zero, warn, fmt.Errorf("%w: %s has no valid version in its history, and no last good copy (%s)", ErrNotFound, d.key, events.GoodConfigKey(d.key))
+	}
+	return best.Doc, warn, nil
 }
 
 // rollback writes the content of version to as the key's next version.
@@ -289,6 +324,9 @@ func rollback[T any](ctx context.Context, s *Store, d docType[T], to uint64, by 
 		if hist[i].Valid && hist[i].Version == to {
 			return put(ctx, s, d, docs[i], by, nil)
 		}
+	}
+	if g, ok, err := configwatch.ReadGood(ctx, s.kv, d.key, d.load, d.version); err == nil && ok && g.Version == to {
+		return put(ctx, s, d, g.Doc, by, nil) // pushed out of the history, kept as the last good copy
 	}
 	return Change{}, fmt.Errorf("%w: %s has no version %d in its kept history (see otelfleet config history)", ErrNotFound, d.key, to)
 }

@@ -2,6 +2,7 @@ package opampsvc
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -79,17 +80,15 @@ func (s *Service) handleAgent(ctx context.Context, req micro.Request) (any, erro
 		return nil, err
 	}
 	if r.UID != "" {
-		key, err := events.AgentKey(r.UID)
-		if err != nil {
+		if _, err := events.AgentKey(r.UID); err != nil {
 			return nil, microapi.Errorf(microapi.CodeBadRequest, "opamp agent: uid: %v", err)
 		}
-		e, err := s.agentsKV.Get(ctx, key)
-		if err != nil {
-			return nil, microapi.Errorf(microapi.CodeNotFound, "opamp agent: %s is not connected", r.UID)
-		}
-		var st events.AgentState
-		if err := events.Decode(e.Value(), &st); err != nil {
-			return nil, microapi.Errorf(microapi.CodeNotFound, "opamp agent: %s: stored state unusable: %v", r.UID, err)
+		st, err := s.readAgentState(ctx, r.UID)
+		switch {
+		case errors.Is(err, errUnknownAgent), errors.Is(err, errBadAgentState):
+			return nil, microapi.Errorf(microapi.CodeNotFound, "opamp agent: %v", err)
+		case err != nil: // the bucket failed: say so, the agent may well be connected
+			return nil, microapi.Errorf(microapi.CodeUnavailable, "opamp agent: %v", err)
 		}
 		return st, nil
 	}

@@ -45,6 +45,11 @@ type Config struct {
 	// MaxMessageBytes bounds one AgentToServer message and one own-metrics body (flag
 	// --opamp-max-message-bytes).
 	MaxMessageBytes int
+	// MaxConnections bounds the connections one replica serves at once on /v1/opamp
+	// (flag --opamp-max-connections): open WebSockets plus plain HTTP requests being
+	// handled. Over it a new connection is answered 503 with Retry-After and counted in
+	// otelfleet_opamp_refused_total{reason="too_many_connections"}.
+	MaxConnections int
 	// Capacity is the spans per second reported as each collector's capacity in its load
 	// report (flag --opamp-collector-capacity); 0 is unknown.
 	Capacity float64
@@ -54,13 +59,14 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: :4320, cloud.region, 90s silence timeout, 4 MiB
-// messages.
+// messages, 10,000 connections.
 func DefaultConfig() Config {
 	return Config{
 		Addr:            fmt.Sprintf(":%d", events.OpAMPPort),
 		RegionAttribute: "cloud.region",
 		SilenceTimeout:  90 * time.Second,
 		MaxMessageBytes: 4 << 20,
+		MaxConnections:  10000,
 		Rollout:         rollout.DefaultConfig(),
 	}
 }
@@ -91,6 +97,9 @@ func (c Config) Validate() error {
 	if c.MaxMessageBytes < 64<<10 || c.MaxMessageBytes > 64<<20 {
 		bad("--opamp-max-message-bytes %d: must be in [64 KiB, 64 MiB]", c.MaxMessageBytes)
 	}
+	if c.MaxConnections < 1 || c.MaxConnections > 1<<20 {
+		bad("--opamp-max-connections %d: must be in [1, %d]", c.MaxConnections, 1<<20)
+	}
 	if c.Capacity < 0 || math.IsNaN(c.Capacity) || c.Capacity > events.MaxReportedQPS {
 		bad("--opamp-collector-capacity %v: must be in [0, %g]", c.Capacity, events.MaxReportedQPS)
 	}
@@ -110,6 +119,7 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.String(&c.MetricsURL, "opamp-metrics-url", "OPAMP_METRICS_URL", c.MetricsURL, "own-metrics URL offered to agents (empty: http(s)://<host the agent connected to>/v1/metrics)")
 	k.String(&c.MetricsSecret, "opamp-metrics-secret", "OPAMP_METRICS_SECRET", c.MetricsSecret, "key of the own-metrics tokens; the same on every replica (empty: random per process)")
 	k.Int(&c.MaxMessageBytes, "opamp-max-message-bytes", "OPAMP_MAX_MESSAGE_BYTES", c.MaxMessageBytes, "largest AgentToServer message and own-metrics body accepted")
+	k.Int(&c.MaxConnections, "opamp-max-connections", "OPAMP_MAX_CONNECTIONS", c.MaxConnections, "most connections served at once on /v1/opamp (open WebSockets and plain HTTP requests); more are refused with 503")
 	k.Float(&c.Capacity, "opamp-collector-capacity", "OPAMP_COLLECTOR_CAPACITY", c.Capacity, "spans/s reported as each OpAMP collector's capacity (0: unknown)")
 	c.Rollout.Bind(k)
 }

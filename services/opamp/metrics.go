@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, byHealth func() map[events.HealthStat
 		}, []string{"transport"}),
 		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_refused_total",
-			Help: "Refused agent messages and bucket values by reason: bad_uid, too_large, invalid, undecodable, internal, bad_desired.",
+			Help: "Refused agent messages, connections and bucket values by reason: bad_uid, too_large, too_many_connections, invalid, undecodable, internal, bad_desired.",
 		}, []string{"reason"}),
 		released: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_released_total",
@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, byHealth func() map[events.HealthStat
 		}),
 		ownMetrics: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_own_metrics_total",
-			Help: "Own-metrics posts by result: accepted, unauthorized, invalid, unknown_agent, method.",
+			Help: "Own-metrics posts by result: accepted, unauthorized, invalid, unknown_agent (no usable state of the agent stored), unavailable (the agents bucket or NATS failed), method.",
 		}, []string{"result"}),
 		loadReports: f.NewCounter(prometheus.CounterOpts{
 			Name: "otelfleet_opamp_load_reports_total",

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/promscrape"
@@ -43,6 +45,10 @@ var ErrOwnMetrics = errors.New("own metrics refused")
 type loadState struct {
 	prev   promscrape.Sample
 	primed bool
+	// state is the agent's state read from the agents bucket at stateAt, for an agent
+	// held by another replica (zero stateAt: none read).
+	state   events.AgentState
+	stateAt time.Time
 }
 
 // metricsToken is the bearer token offered to agent uid: uid.hmac(secret, uid).
@@ -88,7 +94,15 @@ func (s *Service) handleOwnMetrics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.ownMetrics(r.Context(), uid, md, time.Now()); err != nil {
-		fail(http.StatusServiceUnavailable, "unknown_agent", err)
+		switch {
+		case errors.Is(err, errUnknownAgent), errors.Is(err, errBadAgentState):
+			// Its state may not be stored yet (it just connected): the agent retries.
+			fail(http.StatusServiceUnavailable, "unknown_agent", err)
+		case errors.Is(err, ErrOwnMetrics):
+			fail(http.StatusBadRequest, "invalid", err)
+		default: // the agents bucket or NATS failed
+			fail(http.StatusServiceUnavailable, "unavailable", err)
+		}
 		return
 	}
 	s.m.ownMetrics.WithLabelValues("accepted").Inc()
@@ -184,22 +198,12 @@ func (s *Service) ownMetrics(ctx context.Context, uid string, md *metricspb.Metr
 		return nil // nothing we read
 	}
 	cur.At = now
-	st, held, err := s.agentIdentity(ctx, uid)
+	st, held, err := s.agentIdentity(ctx, uid, now)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	ls := s.loads[uid]
-	if ls == nil {
-		if len(s.loads) >= maxLoadStates {
-			for k := range s.loads {
-				delete(s.loads, k)
-				break
-			}
-		}
-		ls = &loadState{}
-		s.loads[uid] = ls
-	}
+	ls := s.loadStateLocked(uid)
 	prev, primed := ls.prev, ls.primed
 	// Delta sums add to the running totals.
 	cur.AcceptedSpans += delta.AcceptedSpans
@@ -246,17 +250,40 @@ func (s *Service) ownMetrics(ctx context.Context, uid string, md *metricspb.Metr
 		return fmt.Errorf("%w: load report of %s: %w", ErrOwnMetrics, uid, err)
 	}
 	if err := s.nc.PublishMsg(msg); err != nil {
-		return fmt.Errorf("publish load report of %s: %w", uid, err)
+		return fmt.Errorf("publish the load report of %s: %w", uid, err)
 	}
 	s.m.loadReports.Inc()
 	return nil
 }
 
+// loadStateLocked returns the own-metrics state of uid, creating it (and dropping
+// another one when maxLoadStates are kept). s.mu must be held.
+func (s *Service) loadStateLocked(uid string) *loadState {
+	ls := s.loads[uid]
+	if ls == nil {
+		if len(s.loads) >= maxLoadStates {
+			for k := range s.loads {
+				delete(s.loads, k)
+				break
+			}
+		}
+		ls = &loadState{}
+		s.loads[uid] = ls
+	}
+	return ls
+}
+
 // agentIdentity returns the state of agent uid: from memory when held here, else from
-// the agents bucket.
-func (s *Service) agentIdentity(ctx context.Context, uid string) (events.AgentState, *agent, error) {
+// the agents bucket, read at most once per TTL/3 per agent (the state is kept with the
+// agent's own-metrics baseline, bounded by maxLoadStates).
+func (s *Service) agentIdentity(ctx context.Context, uid string, now time.Time) (events.AgentState, *agent, error) {
 	s.mu.Lock()
 	a := s.agents[uid]
+	var cached *events.AgentState
+	if ls := s.loads[uid]; ls != nil && ls.stateAt.After(now.Add(-s.ttl/3)) && !ls.stateAt.After(now) {
+		st := ls.state
+		cached = &st
+	}
 	s.mu.Unlock()
 	if a != nil {
 		a.mu.Lock()
@@ -266,21 +293,53 @@ func (s *Service) agentIdentity(ctx context.Context, uid string) (events.AgentSt
 			return st, a, nil
 		}
 	}
-	key, err := events.AgentKey(uid)
+	if cached != nil {
+		return *cached, nil, nil
+	}
+	st, err := s.readAgentState(ctx, uid)
 	if err != nil {
 		return events.AgentState{}, nil, err
+	}
+	s.mu.Lock()
+	ls := s.loadStateLocked(uid)
+	ls.state, ls.stateAt = st, now
+	s.mu.Unlock()
+	return st, nil, nil
+}
+
+// Errors of readAgentState besides a failed read of the bucket.
+var (
+	// errUnknownAgent: no replica stores a state of the agent.
+	errUnknownAgent = errors.New("unknown agent")
+	// errBadAgentState: the stored state does not decode or names another agent.
+	errBadAgentState = errors.New("stored agent state unusable")
+)
+
+// readAgentState reads agent.<uid> from the agents bucket. It says what failed: a uid
+// that is no key, an agent no replica holds (errUnknownAgent), a value that is no state
+// of it (errBadAgentState), or the read itself (the bucket's error).
+func (s *Service) readAgentState(ctx context.Context, uid string) (events.AgentState, error) {
+	key, err := events.AgentKey(uid)
+	if err != nil {
+		return events.AgentState{}, fmt.Errorf("%w: uid: %w", ErrOwnMetrics, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	e, err := s.agentsKV.Get(ctx, key)
-	if err != nil {
-		return events.AgentState{}, nil, fmt.Errorf("%w: agent %s is not connected: %w", ErrOwnMetrics, uid, err)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return events.AgentState{}, fmt.Errorf("%w: agent %s is not connected to any replica (no %s in the agents bucket)", errUnknownAgent, uid, key)
+	case err != nil:
+		return events.AgentState{}, fmt.Errorf("read %s from the agents bucket: %w", key, err)
 	}
 	var st events.AgentState
-	if err := events.Decode(e.Value(), &st); err != nil || st.UID != uid {
-		return events.AgentState{}, nil, fmt.Errorf("%w: agent %s: stored state unusable: %v", ErrOwnMetrics, uid, err)
+	if err := events.Decode(e.Value(), &st); err != nil {
+		return events.AgentState{}, fmt.Errorf("%w: %s: %v", errBadAgentState, key, err)
 	}
-	return st, nil, nil
+	if st.UID != uid {
+		return events.AgentState{}, fmt.Errorf("%w: %s holds the state of agent %q", errBadAgentState, key, st.UID)
+	}
+	return st, nil
 }
 
 // attrOf looks name up in a stored state's attributes.

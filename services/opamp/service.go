@@ -77,6 +77,8 @@ type Service struct {
 	agents  map[string]*agent               // uid -> agent held by this replica
 	desired map[string]events.DesiredConfig // uid -> desired config (every agent)
 	loads   map[string]*loadState           // uid -> own-metrics baseline
+
+	conns *connLimiter // /v1/opamp connections (--opamp-max-connections)
 }
 
 // New returns the service; an invalid cfg fails with ErrConfig.
@@ -106,6 +108,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		source: events.Source(events.ServiceOpAMP, d.Instance), log: log,
 		secret: secret, leader: d.Leader, ready: make(chan struct{}),
 		agents: map[string]*agent{}, desired: map[string]events.DesiredConfig{}, loads: map[string]*loadState{},
+		conns: newConnLimiter(cfg.MaxConnections),
 	}
 	s.m = newMetrics(d.Registerer, s.agentsByHealth)
 	return s, nil
@@ -191,6 +194,7 @@ func (s *Service) Run(ctx context.Context, b *natsconn.Buckets) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
+	defer s.conns.closeAll() // WebSockets that never sent a message hold no agent
 	s.mu.Lock()
 	held := make([]*agent, 0, len(s.agents))
 	for _, a := range s.agents {
@@ -221,8 +225,8 @@ func bucketTTL(ctx context.Context, kv jetstream.KeyValue) time.Duration {
 	return 30 * time.Second
 }
 
-// httpServer builds the HTTP server: the opamp-go server on /v1/opamp behind a body
-// limit, own metrics on /v1/metrics.
+// httpServer builds the HTTP server: the opamp-go server on /v1/opamp behind the
+// connection bound and the message limit, own metrics on /v1/metrics.
 func (s *Service) httpServer() (*http.Server, error) {
 	opamp := server.New(nil)
 	handler, connContext, err := opamp.Attach(server.Settings{Callbacks: types.Callbacks{OnConnecting: s.onConnecting}})
@@ -230,15 +234,35 @@ func (s *Service) httpServer() (*http.Server, error) {
 		return nil, fmt.Errorf("opamp: attach the OpAMP server: %w", err)
 	}
 	limit := int64(s.cfg.MaxMessageBytes)
+	tooLarge := func() { s.m.refused.WithLabelValues("too_large").Inc() }
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/opamp", func(w http.ResponseWriter, r *http.Request) {
+		if !s.conns.acquire() {
+			s.m.refused.WithLabelValues("too_many_connections").Inc()
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, fmt.Sprintf("this OpAMP server holds %d connections, its limit (--opamp-max-connections); retry later or on another replica", s.cfg.MaxConnections), http.StatusServiceUnavailable)
+			return
+		}
+		// A WebSocket keeps the slot until its connection closes (limitedConn.Close).
+		hw := &hijackWriter{ResponseWriter: w, lim: s.conns, maxBytes: limit, tooLarge: tooLarge}
+		defer func() {
+			if !hw.hijacked {
+				s.conns.release()
+			}
+		}()
 		if r.ContentLength > limit {
-			s.m.refused.WithLabelValues("too_large").Inc()
+			tooLarge()
 			http.Error(w, fmt.Sprintf("message of %d bytes, at most %d", r.ContentLength, limit), http.StatusRequestEntityTooLarge)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		handler(w, r)
+		if ok, over := readGzipBody(w, r, limit); !ok {
+			if over {
+				tooLarge()
+			}
+			return
+		}
+		handler(hw, r)
 	})
 	mux.HandleFunc(ownMetricsPath, s.handleOwnMetrics)
 	srv := &http.Server{
@@ -286,6 +310,10 @@ func (s *Service) onConnecting(r *http.Request) types.ConnectionResponse {
 		},
 		OnConnectionClose: func(tc types.Connection) { s.onClose(c, tc) },
 		OnReadMessageError: func(_ types.Connection, _ int, b []byte, err error) {
+			if errors.Is(err, errMessageTooLarge) {
+				s.log.Warn("opamp WebSocket closed: message over the limit", "remote", c.remote, "err", err)
+				return // counted by the connection as too_large
+			}
 			s.m.refused.WithLabelValues("undecodable").Inc()
 			s.log.Warn("opamp message undecodable", "remote", c.remote, "bytes", len(b), "err", err)
 		},

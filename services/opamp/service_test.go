@@ -70,6 +70,18 @@ func newFixture(t *testing.T) *fixture {
 // service and its server address.
 func (f *fixture) replica(t *testing.T, name string, mod func(*opampsvc.Config)) (*opampsvc.Service, string, func()) {
 	t.Helper()
+	return f.replicaWithMetrics(t, name, mod, nil)
+}
+
+// replicaWithMetrics is replica with the service's metrics registered in reg.
+func (f *fixture) replicaWithMetrics(t *testing.T, name string, mod func(*opampsvc.Config), reg prometheus.Registerer) (*opampsvc.Service, string, func()) {
+	t.Helper()
+	return f.replicaOn(t, name, mod, reg, f.b)
+}
+
+// replicaOn is replicaWithMetrics on buckets b (f.b, or a wrapper of its buckets).
+func (f *fixture) replicaOn(t *testing.T, name string, mod func(*opampsvc.Config), reg prometheus.Registerer, b *natsconn.Buckets) (*opampsvc.Service, string, func()) {
+	t.Helper()
 	cfg := opampsvc.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.SilenceTimeout = 5 * time.Second
@@ -78,13 +90,16 @@ func (f *fixture) replica(t *testing.T, name string, mod func(*opampsvc.Config))
 		mod(&cfg)
 	}
 	nc := f.srv.Connect(t)
-	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name), Registerer: f.reg})
+	if reg == nil {
+		reg = f.reg
+	}
+	svc, err := opampsvc.New(cfg, opampsvc.Deps{NC: nc, Instance: name, Region: "local", Log: testLog().With("replica", name), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = svc.Run(ctx, f.b) }()
+	go func() { defer close(done); _ = svc.Run(ctx, b) }()
 	var once sync.Once
 	stop := func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)

@@ -80,11 +80,22 @@ func (s *Service) stateNow(a *agent, now time.Time) events.AgentState {
 	return st
 }
 
-// content is st without its timestamps: what decides whether a write is a change.
-func content(st events.AgentState) []byte {
-	st.UpdatedAt = time.Time{}
-	b, _ := json.Marshal(st)
-	return b
+// encodeState returns st as stored and its content: the same bytes without updated_at
+// (the last field), what decides whether a write is a change. One encoding serves both.
+func encodeState(st events.AgentState) (val, content []byte, err error) {
+	val, err = json.Marshal(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := json.Marshal(st.UpdatedAt)
+	if err != nil {
+		return nil, nil, err
+	}
+	tail := append(append([]byte(`,"updated_at":`), ts...), '}')
+	if !bytes.HasSuffix(val, tail) {
+		return nil, nil, fmt.Errorf("agent state encoding: updated_at is not the last field")
+	}
+	return val, val[:len(val)-len(tail)], nil
 }
 
 // flush writes the agent's state and registration when they changed (at once) or when
@@ -95,14 +106,13 @@ func (s *Service) flush(ctx context.Context, a *agent, now time.Time) error {
 	if err := st.Validate(); err != nil {
 		return err
 	}
-	c := content(st)
+	val, c, err := encodeState(st)
+	if err != nil {
+		return err
+	}
 	changed := !bytes.Equal(c, a.lastContent)
 	if !changed && now.Sub(a.lastWrite) < s.ttl/3 {
 		return nil
-	}
-	val, err := json.Marshal(st)
-	if err != nil {
-		return err
 	}
 	key, _ := events.AgentKey(a.uid)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)

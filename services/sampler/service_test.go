@@ -832,3 +832,43 @@ func TestUnregisteredFloodChangesNothing(t *testing.T) {
 func dec(token uint64) *events.Decision {
 	return &events.Decision{V: 1, Version: 1, Leader: fmt.Sprintf("l%d", token), Token: token, At: time.Now(), Services: map[string]events.ServiceDecision{}}
 }
+
+// failingHistory is the real sampling bucket whose history reads fail (a JetStream
+// hiccup, a permission missing).
+type failingHistory struct{ jetstream.KeyValue }
+
+func (failingHistory) History(context.Context, string, ...jetstream.WatchOpt) ([]jetstream.KeyValueEntry, error) {
+	return nil, errors.New("history unavailable")
+}
+
+// TestFailedHistoryReadWritesNothing: over a value that does not decode the next version
+// must come from the history; when that read fails, Write fails and writes nothing (it
+// used to guess from what it had seen and could store a version below the history's).
+func TestFailedHistoryReadWritesNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	good := NewStore(f.b.Sampling)
+	for range 5 {
+		d := &events.Decision{V: 1, Leader: "l1", Token: 1, At: time.Now(), Services: map[string]events.ServiceDecision{}}
+		if _, err := good.Write(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage, err := f.b.Sampling.Put(ctx, events.DecisionKey, []byte("not json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewStore(failingHistory{f.b.Sampling}) // a new leader: it has seen no version
+	d := &events.Decision{V: 1, Leader: "l2", Token: 2, At: time.Now(), Services: map[string]events.ServiceDecision{}}
+	if _, err := st.Write(ctx, d); err == nil {
+		t.Fatalf("Write succeeded with version %d though the history could not be read", d.Version)
+	}
+	e, err := f.b.Sampling.Get(ctx, events.DecisionKey)
+	if err != nil || e.Revision() != garbage {
+		t.Fatalf("stored revision %d (%v), want the garbage's %d untouched", e.Revision(), err, garbage)
+	}
+	// Once the history reads again, the next write goes above version 5.
+	if _, err := NewStore(f.b.Sampling).Write(ctx, d); err != nil || d.Version != 6 {
+		t.Fatalf("write after recovery: version %d, %v; want 6", d.Version, err)
+	}
+}

@@ -150,22 +150,25 @@ func (s *Store) outranks(ctx context.Context, stored, ours uint64) (bool, error)
 // version among cur, every version in the key's kept history and the versions this
 // store has seen. The history is read only when cur is not a plain predecessor (a value
 // that does not decode, one replaced over a foreign token, or one below what this store
-// has seen).
-func (s *Store) nextVersion(ctx context.Context, cur uint64, plain bool) uint64 {
+// has seen). A failed read of the history fails: guessing could write a version below
+// one the history holds, so the write waits for the next interval instead.
+func (s *Store) nextVersion(ctx context.Context, cur uint64, plain bool) (uint64, error) {
 	top := s.highestSeen()
 	if cur <= MaxVersion {
 		top = max(top, cur)
 	}
 	if !plain || cur < top {
-		if hist, err := s.kv.History(ctx, events.DecisionKey); err == nil {
-			for _, e := range hist {
-				if _, v, ok := fence(e.Value()); ok && v <= MaxVersion {
-					top = max(top, v)
-				}
+		hist, err := s.kv.History(ctx, events.DecisionKey)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return 0, fmt.Errorf("read the sampling decision's history for the next version: %w", err)
+		}
+		for _, e := range hist {
+			if _, v, ok := fence(e.Value()); ok && v <= MaxVersion {
+				top = max(top, v)
 			}
 		}
 	}
-	return top + 1
+	return top + 1, nil
 }
 
 // Write stores d as the decision in force, by compare-and-set, unless a decision made
@@ -185,7 +188,11 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 		plain := true
 		switch {
 		case errors.Is(err, ErrNoDecision):
-			d.Version = s.nextVersion(ctx, 0, false)
+			v, err := s.nextVersion(ctx, 0, false)
+			if err != nil {
+				return 0, err
+			}
+			d.Version = v
 			data, err := events.Encode(d)
 			if err != nil {
 				return 0, err
@@ -223,7 +230,11 @@ func (s *Store) Write(ctx context.Context, d *events.Decision) (uint64, error) {
 			}
 			plain = cur.Token <= d.Token
 		}
-		d.Version = s.nextVersion(ctx, cur.Version, plain)
+		v, err := s.nextVersion(ctx, cur.Version, plain)
+		if err != nil {
+			return 0, err
+		}
+		d.Version = v
 		data, err := events.Encode(d)
 		if err != nil {
 			return 0, err

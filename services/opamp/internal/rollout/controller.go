@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
@@ -118,6 +119,9 @@ type caches struct {
 	states   map[string]stored[*events.RolloutState] // by group; v nil for a hostile value
 	decision *events.Decision
 	replayed map[string]bool
+	// looked holds the groups whose last good document was read in the current replay
+	// of the config watch: refused values cost at most one read per group per replay.
+	looked map[string]bool
 }
 
 // Run runs rollouts on the buckets until ctx ends (the leader term's context); token
@@ -154,7 +158,7 @@ func (c *Controller) Run(ctx context.Context, b *natsconn.Buckets, token uint64)
 			})
 		}()
 	}
-	watch("config", b.Config, events.CollectorConfigKeyPrefix+">", func() { clear(cc.docs) }, func(e jetstream.KeyValueEntry) { c.onDoc(ctx, b.Config, cc, e) })
+	watch("config", b.Config, events.CollectorConfigKeyPrefix+">", func() { clear(cc.docs); cc.looked = map[string]bool{} }, func(e jetstream.KeyValueEntry) { c.onDoc(ctx, b.Config, cc, e) })
 	watch("agents", b.Agents, events.AgentKeyPrefix+">", func() { clear(cc.agents) }, func(e jetstream.KeyValueEntry) { c.onAgent(cc, e) })
 	watch("rollouts", b.Rollouts, ">", func() { clear(cc.desired); clear(cc.states) }, func(e jetstream.KeyValueEntry) { c.onRollout(cc, e) })
 	watch("sampling", b.Sampling, events.DecisionKey, func() { cc.decision = nil }, func(e jetstream.KeyValueEntry) {
@@ -211,22 +215,22 @@ func (c *Controller) onDoc(ctx context.Context, kv jetstream.KeyValue, cc *cache
 	if _, ok := cc.docs[group]; ok {
 		return
 	}
-	// Starting over a refused newest value: the newest good one of the history.
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	hist, err := kv.History(hctx, e.Key())
-	if err != nil {
+	// Starting over a refused newest value: the last good one (history or the config
+	// service's copy), read once per group per replay, however many values are refused.
+	if cc.looked[group] {
 		return
 	}
-	for i := len(hist) - 1; i >= 0; i-- {
-		if hist[i].Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		if doc, err := fleetconfig.DecodeStoredCollector(e.Key(), group, hist[i].Value()); err == nil {
-			cc.docs[group] = doc
-			return
-		}
+	cc.looked[group] = true
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	good, err := configwatch.LastGood(hctx, kv, e.Key(), func(b []byte) (fleetconfig.CollectorConfig, error) {
+		return fleetconfig.DecodeStoredCollector(e.Key(), group, b)
+	}, func(d fleetconfig.CollectorConfig) uint64 { return d.Version })
+	if err != nil {
+		c.log.Warn("no good collector config to fall back to", "key", e.Key(), "err", err)
+		return
 	}
+	cc.docs[group] = good.Doc
 }
 
 func (c *Controller) onAgent(cc *caches, e jetstream.KeyValueEntry) {
