@@ -15,12 +15,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
 // ErrConfig is wrapped by every Config validation error.
@@ -66,6 +68,7 @@ type Controller struct {
 	source string
 	log    *slog.Logger
 	now    func() time.Time
+	tracer trace.Tracer // set by Trace
 }
 
 // New returns a controller publishing events with nc under ns, as instance.
@@ -376,7 +379,9 @@ func within(was, now map[string]string, threshold float64) bool {
 // apply writes out's desired configs, then the state by compare-and-set on rev, then
 // publishes its events. A lost compare-and-set (another writer) is retried from fresh
 // caches on the next evaluation.
-func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches, group string, rev uint64, out Output) error {
+func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches, group string, rev uint64, out Output) (err error) {
+	ctx, span := c.startStep(ctx, group, out)
+	defer func() { endStep(span, err) }()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var errs []error
@@ -438,6 +443,7 @@ func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches,
 		c.log.Info("rollout "+ev.Type[len("rollout."):], "group", ev.Group, "rollout", ev.Rollout, "version", ev.Version, "wave", ev.Wave, "waves", ev.Waves, "reason", ev.Reason)
 		msg, err := events.NewMsg(c.ns.EventSubject(events.EventType(ev.Type)), c.source, ev)
 		if err == nil {
+			platform.InjectTrace(ctx, msg.Header)
 			err = c.nc.PublishMsg(msg)
 		}
 		if err != nil {
