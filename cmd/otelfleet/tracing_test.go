@@ -27,16 +27,7 @@ func TestDevTracesItself(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole dev stack")
 	}
-	cfg := otlpsink.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", ""
-	traces, err := otlpsink.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := traces.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = traces.Stop(context.Background()) })
+	traces := startTestSink(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+traces.GRPCAddr())
 	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50") // ms: export soon after each span
 
@@ -91,4 +82,24 @@ func TestDevTracesItself(t *testing.T) {
 	if code := stop(); code != exitOK {
 		t.Fatalf("dev exited %d", code)
 	}
+}
+
+// startTestSink starts an otlpsink on loopback ports, stopped at cleanup.
+func startTestSink(t *testing.T) *otlpsink.Sink {
+	t.Helper()
+	cfg := otlpsink.DefaultConfig()
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", ""
+	s, err := otlpsink.New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+	})
+	return s
 }

@@ -52,15 +52,7 @@ func TestExportSpansButNotOfOwnTraces(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxBatchItems = 10
 	var rr collector
-	e, err := New(cfg, rr.reroute, quiet(), WithTracer(tp.Tracer("test"), "otelfleet.component"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Close(ctx)
-	})
+	e := newQuiet(t, cfg, rr.reroute, WithTracer(tp.Tracer("test"), "otelfleet.component"))
 	e.SetTargets([]Target{{Key: "collector.r.a", Addr: f.addr, Region: "r"}})
 
 	own := ownBatch(t, 10)
