@@ -102,6 +102,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
 	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
+	s.LogOutput = env.stderr
 	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), router: routersvc.DefaultConfig(), opamp: opampsvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
 	o.router.GRPCAddr, o.router.HTTPAddr = "127.0.0.1:4317", "127.0.0.1:4318"

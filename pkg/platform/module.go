@@ -54,8 +54,12 @@ func Options(s Settings) fx.Option {
 	)
 }
 
-// NewLogger builds the process logger from the log settings, writing to stderr.
+// NewLogger builds the process logger from the log settings, writing to s.LogOutput
+// (stderr when nil).
 func NewLogger(s Settings) (*slog.Logger, error) {
+	if s.LogOutput != nil {
+		return NewLoggerTo(s.LogOutput, s)
+	}
 	return NewLoggerTo(os.Stderr, s)
 }
 
