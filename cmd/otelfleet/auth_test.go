@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -282,6 +284,21 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 	}
 	sim := connectAs(t, url, "simulate")
 	sim.refused(t, "register a real region's collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(sim.kv(t, ns.RegistryBucket()), "collector.local.sink-1"))
+
+	// Each identity's admin server is where dev says, and serves.
+	for _, id := range devAdminOrder {
+		re := regexp.MustCompile(regexp.QuoteMeta(id) + `'s admin server on (http://\S+)`)
+		var m []string
+		natstest.Eventually(t, 20*time.Second, func() bool { m = re.FindStringSubmatch(logs()); return m != nil }, "dev does not list %s's admin server", id)
+		resp, err := http.Get(m[1] + "/healthz")
+		if err != nil {
+			t.Fatalf("%s's admin server %s: %v", id, m[1], err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s's admin server %s: /healthz %s", id, m[1], resp.Status)
+		}
+	}
 
 	// Replies: each identity reads only its own inbox.
 	router := connectAs(t, url, "router")
