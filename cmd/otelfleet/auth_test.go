@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,7 +36,7 @@ type identity struct {
 func connectAs(t *testing.T, url, user string) *identity {
 	t.Helper()
 	id := &identity{name: user, violations: make(chan error, 64)}
-	nc, err := nats.Connect(url, nats.UserInfo(user, envOf(t, passwordVar(user))),
+	nc, err := nats.Connect(url, nats.UserInfo(user, envOf(t, passwordVar(user))), nats.CustomInboxPrefix("_INBOX_"+user),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				select {
@@ -143,7 +145,7 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 	natsEnv = natstest.EnvFile(t, authEnv)
 	port := freePort(t)
 	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	stop := startDevWith(t, t.TempDir(), port, []string{"--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN")},
+	stop, logs := startDevLogged(t, t.TempDir(), port, []string{"--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN")},
 		"--auth", "--auth-config", authConfig, "--auth-env", authEnv, "--sinks", "3")
 
 	// admin writes the config through the config service (which writes the bucket).
@@ -282,9 +284,55 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 	}
 	sim := connectAs(t, url, "simulate")
 	sim.refused(t, "register a real region's collector", "$KV."+ns.RegistryBucket()+".collector.local.sink-1", put(sim.kv(t, ns.RegistryBucket()), "collector.local.sink-1"))
+
+	// Each identity's admin server is where dev says, and serves.
+	for _, id := range devAdminOrder {
+		re := regexp.MustCompile(regexp.QuoteMeta(id) + `'s admin server on (http://\S+)`)
+		var m []string
+		natstest.Eventually(t, 20*time.Second, func() bool { m = re.FindStringSubmatch(logs()); return m != nil }, "dev does not list %s's admin server", id)
+		resp, err := http.Get(m[1] + "/healthz")
+		if err != nil {
+			t.Fatalf("%s's admin server %s: %v", id, m[1], err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s's admin server %s: /healthz %s", id, m[1], resp.Status)
+		}
+	}
+
+	// Replies: each identity reads only its own inbox.
+	router := connectAs(t, url, "router")
+	for _, inbox := range []string{"_INBOX_config.>", "_INBOX_admin.*", "_INBOX.>", ">"} {
+		router.refusedSubscribe(t, "read another identity's replies", inbox)
+	}
+	// A collector makes no watch, so it may not delete anyone's consumers.
+	sink := connectAs(t, url, "sink-1")
+	sink.refused(t, "delete a watch's consumer", "$JS.API.CONSUMER.DELETE.KV_"+ns.ConfigBucket()+".somebodys", func(ctx context.Context) error {
+		return sink.js.DeleteConsumer(ctx, "KV_"+ns.ConfigBucket(), "somebodys")
+	})
+
 	if code := stop(); code != exitOK {
 		t.Errorf("dev --auth exited %d", code)
 	}
+	// Every service came up, watched, consumed and stopped (deleting its consumers)
+	// within its rights.
+	if l := logs(); strings.Contains(strings.ToLower(l), "permissions violation") {
+		t.Errorf("dev --auth logged a permission violation:\n%s", l)
+	}
+}
+
+// refusedSubscribe checks that the server refuses a subscription to subject (reported
+// asynchronously) and that nothing published there arrives.
+func (id *identity) refusedSubscribe(t *testing.T, what, subject string) {
+	t.Helper()
+	id.check(t, what, subject, false, func(context.Context) error {
+		sub, err := id.nc.SubscribeSync(subject)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		return id.nc.Flush()
+	})
 }
 
 // TestShippedTLSConfig: deploy/nats/nats-tls.conf with throw-away certificates requires

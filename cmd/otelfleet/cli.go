@@ -158,7 +158,7 @@ func (env *cliEnv) bindGlobals(k *knobs.Set) {
 
 // bindNATSAuth registers the NATS identity and TLS flags of every command; their
 // defaults come from the environment (NATS_USER, NATS_PASSWORD, NATS_CREDS, NATS_CA,
-// NATS_CERT, NATS_KEY), read by OptionsFromEnv.
+// NATS_CERT, NATS_KEY, NATS_INBOX_PREFIX), read by OptionsFromEnv.
 func bindNATSAuth(fs *flag.FlagSet, o *natsconn.Options) {
 	fs.StringVar(&o.User, "nats-user", o.User, "NATS user name, e.g. admin or viewer (env NATS_USER)")
 	fs.StringVar(&o.Password, "nats-password", o.Password, "NATS password (env NATS_PASSWORD)")
@@ -166,6 +166,7 @@ func bindNATSAuth(fs *flag.FlagSet, o *natsconn.Options) {
 	fs.StringVar(&o.CAFile, "nats-ca", o.CAFile, "extra root CA file for tls:// servers (env NATS_CA)")
 	fs.StringVar(&o.CertFile, "nats-cert", o.CertFile, "client certificate file for NATS mutual TLS (env NATS_CERT)")
 	fs.StringVar(&o.KeyFile, "nats-key", o.KeyFile, "client key file for NATS mutual TLS (env NATS_KEY)")
+	fs.StringVar(&o.InboxPrefix, "nats-inbox-prefix", o.InboxPrefix, "subject prefix of reply inboxes (default _INBOX_<nats user> with --nats-user, else _INBOX; env NATS_INBOX_PREFIX)")
 }
 
 // flags returns a flag set for a subcommand that also accepts the global flags.

@@ -115,14 +115,22 @@ func startDev(t *testing.T, dataDir string, port int, extra ...string) func() in
 // flags probe, e.g. an identity for `dev --auth`.
 func startDevWith(t *testing.T, dataDir string, port int, probe []string, extra ...string) func() int {
 	t.Helper()
+	stop, _ := startDevLogged(t, dataDir, port, probe, extra...)
+	return stop
+}
+
+// startDevLogged is startDevWith that also returns what dev has logged so far (at
+// --log-level warn unless extra says otherwise).
+func startDevLogged(t *testing.T, dataDir string, port int, probe []string, extra ...string) (func() int, func() string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var code int
-	var logs bytes.Buffer
+	logs := &natstest.Buffer{}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		env := &cliEnv{stdout: &logs, stderr: &logs}
+		env := &cliEnv{stdout: logs, stderr: logs}
 		args := append([]string{"dev", "--data-dir", dataDir, "--nats-port", strconv.Itoa(port), "--admin-addr", "127.0.0.1:0", "--sampling-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 		code = env.main(ctx, args)
 	}()
@@ -139,7 +147,7 @@ func startDevWith(t *testing.T, dataDir string, port int, probe []string, extra 
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return stop
+	return stop, logs.String
 }
 
 func TestDevStackConfigLifecycle(t *testing.T) {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,23 +80,29 @@ var devServices = []devService{
 	{name: "opamp", module: func(o *devOptions) fx.Option { return opampsvc.Module(o.opamp) }},
 }
 
-func devServiceNames() []string { return names(devServices) }
+// devServiceNames are the names --services takes: the services, then the router.
+func devServiceNames() []string { return append(names(devServices), events.ServiceRouter) }
 
-// selectServices parses --services.
-func selectServices(list string) ([]devService, error) {
+// selectServices parses --services; router says whether it names the router (always
+// with "all"), which runs by its own module (--router).
+func selectServices(list string) (_ []devService, router bool, _ error) {
 	if strings.TrimSpace(list) == "" || list == "all" {
-		return devServices, nil
+		return devServices, true, nil
 	}
 	var out []devService
 	for _, name := range strings.Split(list, ",") {
 		name = strings.TrimSpace(name)
+		if name == events.ServiceRouter {
+			router = true
+			continue
+		}
 		i := slices.IndexFunc(devServices, func(s devService) bool { return s.name == name })
 		if i < 0 {
-			return nil, fmt.Errorf("--services: unknown service %q (known: %s)", name, strings.Join(devServiceNames(), ", "))
+			return nil, false, fmt.Errorf("--services: unknown service %q (known: %s)", name, strings.Join(devServiceNames(), ", "))
 		}
 		out = append(out, devServices[i])
 	}
-	return out, nil
+	return out, router, nil
 }
 
 func runDev(ctx context.Context, env *cliEnv, args []string) error {
@@ -102,6 +110,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	s.AdminAddr = "127.0.0.1:8080"
 	s.LogFormat = "text"
 	s.Reconcile = true // dev owns its embedded server: --registry-ttl and --lease-ttl apply
+	s.LogOutput = env.stderr
 	o := &devOptions{config: configsvc.DefaultConfig(), registry: registrysvc.DefaultConfig(), topology: topologysvc.DefaultConfig(), sampler: samplersvc.DefaultConfig(), router: routersvc.DefaultConfig(), opamp: opampsvc.DefaultConfig()}
 	o.sampler.Addr = "127.0.0.1:5778"
 	o.router.GRPCAddr, o.router.HTTPAddr = "127.0.0.1:4317", "127.0.0.1:4318"
@@ -117,7 +126,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	k.Bool(&o.auth, "auth", "OTELFLEET_DEV_AUTH", false, "run NATS with the identities and permissions of --auth-config, each service connecting as its own identity (default: open on loopback)")
 	k.String(&o.authConfig, "auth-config", "OTELFLEET_DEV_AUTH_CONFIG", "deploy/nats/nats.conf", "nats-server config with the identities, for --auth")
 	k.String(&o.authEnv, "auth-env", "OTELFLEET_DEV_AUTH_ENV", "deploy/nats/dev.env", "KEY=VALUE file of the identities' passwords (OTELFLEET_PASSWORD_<USER>), for --auth; variables already set win")
-	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", "))
+	k.String(&o.services, "services", "OTELFLEET_SERVICES", "all", "comma-separated services to run in-process: "+strings.Join(devServiceNames(), ", ")+" (or all; the router also needs --router, on by default)")
 	bindDevSettings(k, &s)
 	o.config.Bind(k)
 	o.registry.Bind(k)
@@ -131,10 +140,12 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err := k.Err(); err != nil {
 		return usageError("%v", err)
 	}
-	selected, err := selectServices(o.services)
+	selected, router, err := selectServices(o.services)
 	if err != nil {
 		return usageError("%v", err)
 	}
+	// The router runs when --services names it (or is all) and --router is not false.
+	o.runRouter = o.runRouter && router
 	if o.sinks < 0 || o.sinks > 100 {
 		return usageError("--sinks %d: want 0..100", o.sinks)
 	}
@@ -163,12 +174,17 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	defer srv.Stop()
 	s.NATS.URL = srv.ClientURL()
 
-	apps, err := startDevApps(ctx, s, devApps(o, selected))
+	apps, admins, err := startDevApps(ctx, s, devApps(o, selected))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.stderr, "otelfleet dev: NATS %s · admin http://%s · services %s · data %s\n",
-		srv.ClientURL(), s.AdminAddr, strings.Join(names(selected), ","), o.dataDir)
+		srv.ClientURL(), admins[0].addr, strings.Join(names(selected), ","), o.dataDir)
+	if o.auth {
+		for _, a := range admins {
+			fmt.Fprintf(env.stderr, "otelfleet dev: %s's admin server on http://%s\n", a.identity, a.addr)
+		}
+	}
 	if o.runRouter {
 		fmt.Fprintf(env.stderr, "otelfleet dev: OTLP router on %s (gRPC) and http://%s (HTTP), %d sinks as its backends (otelfleet router status)\n",
 			o.router.GRPCAddr, o.router.HTTPAddr, o.sinks)
@@ -235,12 +251,14 @@ func devApps(o *devOptions, selected []devService) []devApp {
 	return out
 }
 
-// startDevApps builds and starts the apps in order. With identities, the first app keeps
-// s.AdminAddr and provisions the streams and buckets (the config service's right); the
-// others serve their admin endpoints on free loopback ports and wait for the buckets.
+// startDevApps builds and starts the apps in order and returns them with their admin
+// addresses. With identities, the first app (config) provisions the streams and buckets
+// (the config service's right) and the others wait for the buckets; each serves its
+// admin endpoints on devAdminAddr (s.AdminAddr's port plus its place in devAdminOrder).
 // On a failure the apps already started are stopped.
-func startDevApps(ctx context.Context, s platform.Settings, layout []devApp) ([]*fx.App, error) {
+func startDevApps(ctx context.Context, s platform.Settings, layout []devApp) ([]*fx.App, []devAdmin, error) {
 	var apps []*fx.App
+	var admins []devAdmin
 	stopAll := func() {
 		stopCtx, cancel := context.WithTimeout(context.Background(), s.StopTimeout)
 		defer cancel()
@@ -255,15 +273,19 @@ func startDevApps(ctx context.Context, s platform.Settings, layout []devApp) ([]
 			as.NATS.User, as.NATS.Password = a.identity, os.Getenv(passwordVar(a.identity))
 			as.Provision = i == 0 && a.identity == "config"
 			as.Reconcile = as.Provision
-			if i > 0 {
-				as.AdminAddr = "127.0.0.1:0"
+			addr, err := devAdminAddr(s.AdminAddr, a.identity)
+			if err != nil {
+				stopAll()
+				return nil, nil, err
 			}
+			as.AdminAddr = addr
 		}
 		var nc *nats.Conn
-		app := fx.New(append([]fx.Option{platform.Options(as), platform.Module(as)}, append(a.opts, fx.Populate(&nc))...)...)
+		var admin *platform.Admin
+		app := fx.New(append([]fx.Option{platform.Options(as), platform.Module(as)}, append(a.opts, fx.Populate(&nc, &admin))...)...)
 		if err := app.Err(); err != nil {
 			stopAll()
-			return nil, err
+			return nil, nil, err
 		}
 		startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err := app.Start(startCtx)
@@ -275,11 +297,53 @@ func startDevApps(ctx context.Context, s platform.Settings, layout []devApp) ([]
 				nc.Close()
 			}
 			stopAll()
-			return nil, fmt.Errorf("dev: start %s: %w", cmp.Or(a.identity, "services"), err)
+			return nil, nil, fmt.Errorf("dev: start %s: %w", cmp.Or(a.identity, "services"), err)
 		}
 		apps = append(apps, app)
+		admins = append(admins, devAdmin{identity: a.identity, addr: admin.Addr().String()})
 	}
-	return apps, nil
+	return apps, admins, nil
+}
+
+// devAdmin is where one app's admin server listens.
+type devAdmin struct{ identity, addr string }
+
+// devAdminOrder is the order of the identities' admin ports under --auth: identity i
+// serves on --admin-addr's port + i, whichever of them run (so a port always belongs
+// to the same identity).
+var devAdminOrder = []string{"config", "registry", "topology", "sampler", "opamp", "router", "sink-1", "sink-2", "sink-3", "simulate"}
+
+// devAdminAddr is identity's admin address under --auth: base's host, base's port plus
+// the identity's place in devAdminOrder (port 0 stays 0: every identity a free port).
+func devAdminAddr(base, identity string) (string, error) {
+	host, portText, err := net.SplitHostPort(base)
+	if err != nil {
+		return "", fmt.Errorf("--admin-addr %q: %w", base, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", fmt.Errorf("--admin-addr %q: port %q is not a number in 0..65535", base, portText)
+	}
+	i := slices.Index(devAdminOrder, identity)
+	if i < 0 {
+		return "", fmt.Errorf("dev --auth: identity %q has no admin port (known: %s)", identity, strings.Join(devAdminOrder, ", "))
+	}
+	if port == 0 {
+		return base, nil
+	}
+	if port+i > 65535 {
+		return "", fmt.Errorf("--admin-addr %q: with --auth the identities use ports %d..%d; pick a lower port", base, port, port+len(devAdminOrder)-1)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port+i)), nil
+}
+
+// devAdminHelp describes the --auth admin ports for --help.
+func devAdminHelp() string {
+	parts := make([]string, len(devAdminOrder))
+	for i, id := range devAdminOrder {
+		parts[i] = fmt.Sprintf("%s +%d", id, i)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // passwordVar is the environment variable of an identity's password in
@@ -298,7 +362,7 @@ func names(ss []devService) []string {
 
 // bindDevSettings registers the shared settings that make sense for the dev stack.
 func bindDevSettings(k *knobs.Set, s *platform.Settings) {
-	k.String(&s.AdminAddr, "admin-addr", "ADMIN_ADDR", s.AdminAddr, "admin HTTP address shared by every in-process service")
+	k.String(&s.AdminAddr, "admin-addr", "ADMIN_ADDR", s.AdminAddr, "admin HTTP address shared by every in-process service; with --auth each identity has its own, at this port plus: "+devAdminHelp())
 	k.String(&s.Region, "region", "REGION", s.Region, "region of the in-process services")
 	k.String(&s.LogLevel, "log-level", "LOG_LEVEL", s.LogLevel, "log level: debug, info, warn, error")
 	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")

@@ -137,26 +137,6 @@ func startCollector(t *testing.T, bin, name string) *collector {
 	return c
 }
 
-// startTestSink starts an otlpsink on loopback ports, stopped at cleanup.
-func startTestSink(t *testing.T) *otlpsink.Sink {
-	t.Helper()
-	cfg := otlpsink.DefaultConfig()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", ""
-	s, err := otlpsink.New(cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Stop(ctx)
-	})
-	return s
-}
-
 // acceptedSpans reads the collector's own otelcol_receiver_accepted_spans.
 func (c *collector) acceptedSpans(t *testing.T) float64 {
 	t.Helper()

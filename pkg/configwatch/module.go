@@ -25,15 +25,20 @@ type params struct {
 	NS        events.Namespace
 	Readiness *platform.Readiness
 	Reg       prometheus.Registerer
+	Tracing   *platform.Tracing
 }
 
 func provide(p params) (*Watcher, error) {
 	// The watcher needs the bucket, which exists only once the contract is provisioned;
 	// the watcher object is created now so services can register listeners.
-	w, err := New(p.NC, nil, Options{
+	opts := Options{
 		Service: p.Settings.Process, Instance: p.Settings.Instance, Namespace: p.NS,
 		Log: p.Log.With("component", "configwatch"), Registerer: p.Reg,
-	})
+	}
+	if p.Tracing.Enabled() {
+		opts.Tracer = p.Tracing.Tracer(p.Settings.Process)
+	}
+	w, err := New(p.NC, nil, opts)
 	if err != nil {
 		return nil, err
 	}

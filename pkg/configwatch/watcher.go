@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
@@ -45,6 +46,8 @@ type Options struct {
 	Log       *slog.Logger
 	// Registerer receives the watcher's metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Tracer, if set, traces the application of every live change (see handle).
+	Tracer trace.Tracer
 }
 
 // Watcher follows the config bucket. Create it with New, then Start it.
@@ -190,9 +193,7 @@ func (w *Watcher) run(ctx context.Context) {
 				}
 				return
 			}
-			if w.apply(ctx, e) && w.Ready() {
-				w.publish()
-			}
+			w.handle(ctx, e)
 		},
 		Err: func(err error) { w.opts.Log.Warn("config watch failed, retrying", "err", err) },
 	})

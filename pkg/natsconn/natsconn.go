@@ -44,6 +44,23 @@ type Options struct {
 	CertFile, KeyFile string
 	// Name is the client connection name shown by the server (e.g. "otelfleet-config").
 	Name string
+	// InboxPrefix is the subject prefix of this client's reply inboxes (env
+	// NATS_INBOX_PREFIX). Empty means _INBOX_<User> when a user name is set (each
+	// identity of deploy/nats/auth.conf may subscribe only to its own _INBOX_<user>.>),
+	// else nats.go's _INBOX.
+	InboxPrefix string
+}
+
+// Inbox returns the reply-inbox prefix the connection uses (see InboxPrefix): "" for
+// nats.go's default.
+func (o Options) Inbox() string {
+	if o.InboxPrefix != "" {
+		return o.InboxPrefix
+	}
+	if o.User != "" {
+		return "_INBOX_" + o.User
+	}
+	return ""
 }
 
 // OptionsFromEnv reads NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_TOKEN,
@@ -58,6 +75,8 @@ func OptionsFromEnv() Options {
 		CAFile:    os.Getenv("NATS_CA"),
 		CertFile:  os.Getenv("NATS_CERT"),
 		KeyFile:   os.Getenv("NATS_KEY"),
+
+		InboxPrefix: os.Getenv("NATS_INBOX_PREFIX"),
 	}
 	if o.URL == "" {
 		o.URL = DefaultURL
@@ -87,6 +106,13 @@ func (o Options) Validate() error {
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("NATS_CERT and NATS_KEY: set both or neither"))
 	}
+	if p := o.Inbox(); p != "" && !validInboxPrefix(p) {
+		what := "NATS_INBOX_PREFIX"
+		if o.InboxPrefix == "" {
+			what = "NATS_USER (the default inbox prefix is _INBOX_<user>; set NATS_INBOX_PREFIX)"
+		}
+		errs = append(errs, fmt.Errorf("%s: inbox prefix %q: want subject tokens of letters, digits, '_' and '-', separated by '.'", what, p))
+	}
 	if methods > 1 {
 		errs = append(errs, errors.New("NATS_CREDS, NATS_USER/NATS_PASSWORD and NATS_TOKEN: set at most one"))
 	}
@@ -105,6 +131,9 @@ func (o Options) natsOptions() []nats.Option {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	case o.Token != "":
 		opts = append(opts, nats.Token(o.Token))
+	}
+	if p := o.Inbox(); p != "" {
+		opts = append(opts, nats.CustomInboxPrefix(p))
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))
@@ -238,4 +267,21 @@ func WaitConnected(ctx context.Context, nc *nats.Conn) error {
 		}
 	}
 	return nil
+}
+
+// validInboxPrefix accepts dot-separated tokens of [A-Za-z0-9_-], which every identity's
+// permission "<prefix>.>" can name.
+func validInboxPrefix(p string) bool {
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || len(tok) > 128 {
+			return false
+		}
+		for i := 0; i < len(tok); i++ {
+			c := tok[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

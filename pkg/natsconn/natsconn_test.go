@@ -105,6 +105,58 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
+func TestInboxPrefix(t *testing.T) {
+	for name, tc := range map[string]struct {
+		o    natsconn.Options
+		want string
+		bad  string // what the error names; "" when valid
+	}{
+		"no identity":        {natsconn.Options{URL: "nats://x"}, "", ""},
+		"from the user":      {natsconn.Options{URL: "nats://x", User: "sink-1", Password: "p"}, "_INBOX_sink-1", ""},
+		"explicit wins":      {natsconn.Options{URL: "nats://x", User: "a", Password: "p", InboxPrefix: "_INBOX_team.a"}, "_INBOX_team.a", ""},
+		"creds with a knob":  {natsconn.Options{URL: "nats://x", CredsFile: "c", InboxPrefix: "_I_x"}, "_I_x", ""},
+		"wildcard prefix":    {natsconn.Options{URL: "nats://x", InboxPrefix: "_INBOX.>"}, "_INBOX.>", "NATS_INBOX_PREFIX"},
+		"trailing dot":       {natsconn.Options{URL: "nats://x", InboxPrefix: "_INBOX."}, "_INBOX.", "NATS_INBOX_PREFIX"},
+		"user with a space":  {natsconn.Options{URL: "nats://x", User: "a b", Password: "p"}, "_INBOX_a b", "NATS_USER"},
+		"user with wildcard": {natsconn.Options{URL: "nats://x", User: "a*", Password: "p"}, "_INBOX_a*", "NATS_USER"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.o.Inbox(); got != tc.want {
+				t.Fatalf("Inbox() = %q, want %q", got, tc.want)
+			}
+			err := tc.o.Validate()
+			if tc.bad == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.bad)
+			}
+		})
+	}
+}
+
+// A connection's replies arrive under its inbox prefix.
+func TestConnectUsesTheInboxPrefix(t *testing.T) {
+	srv := natstest.Run(t)
+	nc, err := natsconn.Dial(natsconn.Options{URL: srv.ClientURL(), InboxPrefix: "_INBOX_tester"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond([]byte(m.Reply)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	m, err := nc.Request("echo", nil, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(m.Data), "_INBOX_tester.") {
+		t.Fatalf("reply subject %q, want one under _INBOX_tester.", m.Data)
+	}
+}
+
 // TestUseExistingWaitsForTheProvisioner: with UseExisting nothing is created (a missing
 // stream or bucket is ErrNotProvisioned); once another process provisioned, it binds.
 func TestUseExistingWaitsForTheProvisioner(t *testing.T) {

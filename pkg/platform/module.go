@@ -18,8 +18,10 @@ import (
 )
 
 // Module provides, from s: *slog.Logger, *prometheus.Registry and prometheus.Registerer,
-// events.Namespace, *nats.Conn, jetstream.JetStream, *Contract, *Readiness and *Admin.
-// The admin server and the provisioning loop start with the app.
+// events.Namespace, *nats.Conn, jetstream.JetStream, *Contract, *Readiness, *Admin,
+// *Tracing (own traces, off unless OTEL_EXPORTER_OTLP_*ENDPOINT is set) and the
+// process's trace.TracerProvider. The admin server and the provisioning loop start with
+// the app.
 func Module(s Settings) fx.Option {
 	return fx.Module("platform",
 		fx.Supply(s),
@@ -32,6 +34,8 @@ func Module(s Settings) fx.Option {
 			NewJetStream,
 			NewContract,
 			NewAdmin,
+			NewTracing,
+			ProcessTracerProvider,
 		),
 		fx.Invoke(func(*Admin, *Contract) {}),
 	)
@@ -50,8 +54,12 @@ func Options(s Settings) fx.Option {
 	)
 }
 
-// NewLogger builds the process logger from the log settings, writing to stderr.
+// NewLogger builds the process logger from the log settings, writing to s.LogOutput
+// (stderr when nil).
 func NewLogger(s Settings) (*slog.Logger, error) {
+	if s.LogOutput != nil {
+		return NewLoggerTo(s.LogOutput, s)
+	}
 	return NewLoggerTo(os.Stderr, s)
 }
 

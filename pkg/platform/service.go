@@ -63,6 +63,8 @@ type ServiceParams struct {
 	Readiness *Readiness
 	Log       *slog.Logger
 	Reg       prometheus.Registerer
+	// Tracing gives each service its own tracer (Tracing.Tracer(name)); no-ops when off.
+	Tracing *Tracing
 }
 
 // Life returns the part of p that Start needs, for a service's further components.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -53,6 +54,8 @@ type Settings struct {
 	Provision bool
 	// StopTimeout bounds graceful shutdown.
 	StopTimeout time.Duration
+	// LogOutput is where the logger writes; nil means stderr.
+	LogOutput io.Writer
 }
 
 // DefaultSettings returns the settings of a standalone service on a laptop.
@@ -115,6 +118,7 @@ func (s *Settings) Bind(k *knobs.Set) {
 	k.String(&s.NATS.CAFile, "nats-ca", "NATS_CA", s.NATS.CAFile, "extra root CA file for tls:// servers")
 	k.String(&s.NATS.CertFile, "nats-cert", "NATS_CERT", s.NATS.CertFile, "client certificate file for NATS mutual TLS (with --nats-key)")
 	k.String(&s.NATS.KeyFile, "nats-key", "NATS_KEY", s.NATS.KeyFile, "client key file for NATS mutual TLS (with --nats-cert)")
+	k.String(&s.NATS.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", s.NATS.InboxPrefix, "subject prefix of reply inboxes (default _INBOX_<nats user> with --nats-user, else _INBOX); the identity must be allowed to subscribe to <prefix>.>")
 	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL: an instance that stops heart-beating expires after it")
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL: failover takes about this long after a leader dies")
 	k.Int(&s.Replicas, "js-replicas", "JS_REPLICAS", s.Replicas, "replicas of streams and buckets (3 in a JetStream cluster)")

@@ -211,7 +211,7 @@ func (s *Service) PutCollector(ctx context.Context, req CollectorRequest) (Chang
 		return Change{}, s.storeError(err)
 	}
 	if !c.Unchanged {
-		s.announce(c, "put", 0)
+		s.announce(ctx, c, "put", 0)
 	}
 	return c, nil
 }

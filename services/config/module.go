@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/fx"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -27,6 +28,7 @@ type Params struct {
 	fx.In
 	platform.ServiceParams
 	Config Config
+	JS     jetstream.JetStream
 }
 
 // Module runs the config service: once the buckets exist it stores the initial config
@@ -57,7 +59,12 @@ func Start(p Params) error {
 		Ready:       initialized,
 		Run: func(ctx context.Context, b *natsconn.Buckets) error {
 			var err error
-			svc, err = New(p.Config, Deps{Store: NewStore(b.Config), Agents: b.Agents, NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Log: log, Registerer: p.Reg})
+			store := NewStore(b.Config)
+			if p.Tracing.Enabled() {
+				store.TraceWrites(p.JS)
+			}
+			svc, err = New(p.Config, Deps{Store: store, Agents: b.Agents, NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Log: log, Registerer: p.Reg,
+				Tracer: p.Tracing.Tracer(events.ServiceConfig)})
 			if err != nil {
 				return err
 			}

@@ -14,10 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/microapi"
+	"github.com/otelfleet/otelfleet/pkg/platform"
 )
 
 // ErrConfig is wrapped by every Config validation error.
@@ -95,6 +98,8 @@ type Deps struct {
 	Log *slog.Logger
 	// Registerer receives the metrics; nil leaves them unregistered.
 	Registerer prometheus.Registerer
+	// Tracer makes the spans of puts and rollbacks; nil: none.
+	Tracer trace.Tracer
 }
 
 // Service implements the otlp.config.* endpoints on a Store.
@@ -109,6 +114,7 @@ type Service struct {
 	agents   jetstream.KeyValue
 	mu       sync.Mutex // serialises writes from this instance
 	instance string
+	tracer   trace.Tracer
 }
 
 // New returns the service; Init must run before it serves. An invalid cfg fails with
@@ -129,8 +135,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if ns == (events.Namespace{}) {
 		ns = events.Default
 	}
+	tracer := d.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
 	return &Service{cfg: cfg, store: d.Store, nc: d.NC, ns: ns, instance: d.Instance, agents: d.Agents,
-		source: events.Source(events.ServiceConfig, d.Instance), log: log, m: m}, nil
+		source: events.Source(events.ServiceConfig, d.Instance), log: log, m: m, tracer: tracer}, nil
 }
 
 // Init loads the initial file (or the defaults) into an empty bucket and announces it.
@@ -146,15 +156,16 @@ func (s *Service) Init(ctx context.Context) error {
 	changes, err := s.store.Init(ctx, f, by)
 	for _, c := range changes {
 		s.log.Info("initial config stored", "key", c.Key, "version", c.NewVersion, "by", c.By)
-		s.announce(c, "init", 0)
+		s.announce(ctx, c, "init", 0)
 	}
 	return err
 }
 
 // announce publishes config.changed for an accepted change; a publish failure is logged,
 // never fails the write that already happened.
-func (s *Service) announce(c Change, action string, rolledBackTo uint64) {
+func (s *Service) announce(ctx context.Context, c Change, action string, rolledBackTo uint64) {
 	s.m.changes.WithLabelValues(action).Inc()
+	changeEvent(ctx, c, action)
 	ev := events.ConfigChanged{V: events.ConfigChangedVersion, Key: c.Key, OldVersion: c.OldVersion,
 		NewVersion: c.NewVersion, Changed: c.Changed, Action: action, By: c.By, RolledBackTo: rolledBackTo, At: time.Now().UTC()}
 	if ev.Changed == nil {
@@ -162,6 +173,7 @@ func (s *Service) announce(c Change, action string, rolledBackTo uint64) {
 	}
 	msg, err := events.NewMsg(s.ns.EventSubject(events.EventConfigChanged), s.source, ev)
 	if err == nil {
+		platform.InjectTrace(ctx, msg.Header)
 		err = s.nc.PublishMsg(msg)
 	}
 	if err != nil {
@@ -253,7 +265,7 @@ func (s *Service) Put(ctx context.Context, req PutRequest) (PutReply, error) {
 	}
 	rep.Changes = append(rep.Changes, c)
 	if !c.Unchanged {
-		s.announce(c, "put", 0)
+		s.announce(ctx, c, "put", 0)
 	}
 	names := make([]string, 0, len(f.Regions))
 	for name := range f.Regions {
@@ -267,7 +279,7 @@ func (s *Service) Put(ctx context.Context, req PutRequest) (PutReply, error) {
 		}
 		rep.Changes = append(rep.Changes, c)
 		if !c.Unchanged {
-			s.announce(c, "put", 0)
+			s.announce(ctx, c, "put", 0)
 		}
 	}
 	return rep, nil
@@ -295,7 +307,7 @@ func (s *Service) Rollback(ctx context.Context, req RollbackRequest) (Change, er
 		return Change{}, s.storeError(err)
 	}
 	if !c.Unchanged {
-		s.announce(c, "rollback", req.To)
+		s.announce(ctx, c, "rollback", req.To)
 	}
 	return c, nil
 }
@@ -384,13 +396,13 @@ func (s *Service) Endpoints() []endpoint {
 		{"get", "the config in force (global and regions), with warnings for invalid stored values", func(ctx context.Context, req micro.Request) (any, error) {
 			return s.Get(ctx)
 		}},
-		{"put", "validate and store a config file (YAML or JSON) by compare-and-set", func(ctx context.Context, req micro.Request) (any, error) {
+		{"put", "validate and store a config file (YAML or JSON) by compare-and-set", s.traced("otlp.config.put", func(ctx context.Context, req micro.Request) (any, error) {
 			var in PutRequest
 			if err := microapi.DecodeRequest(req, &in); err != nil {
 				return nil, err
 			}
 			return s.Put(ctx, in)
-		}},
+		})},
 		{"validate", "validate a config file without storing it", func(ctx context.Context, req micro.Request) (any, error) {
 			var in PutRequest
 			if err := microapi.DecodeRequest(req, &in); err != nil {
@@ -413,13 +425,13 @@ func (s *Service) Endpoints() []endpoint {
 			}
 			return h, nil
 		}},
-		{"rollback", "store a kept version again as the newest", func(ctx context.Context, req micro.Request) (any, error) {
+		{"rollback", "store a kept version again as the newest", s.traced("otlp.config.rollback", func(ctx context.Context, req micro.Request) (any, error) {
 			var in RollbackRequest
 			if err := microapi.DecodeRequest(req, &in); err != nil {
 				return nil, err
 			}
 			return s.Rollback(ctx, in)
-		}},
+		})},
 		{"status", "the config version each instance has applied", func(ctx context.Context, req micro.Request) (any, error) {
 			return s.Status(ctx)
 		}},

@@ -27,6 +27,7 @@ var (
 // Store reads and writes versioned config documents in the config bucket.
 type Store struct {
 	kv  jetstream.KeyValue
+	js  jetstream.JetStream // set by TraceWrites
 	now func() time.Time
 }
 
@@ -184,12 +185,7 @@ func put[T any](ctx context.Context, s *Store, d docType[T], doc T, by string, i
 	if err := fleetconfig.CheckDocumentSize(d.key, len(data)); err != nil {
 		return Change{}, err
 	}
-	var newRev uint64
-	if rev == 0 {
-		newRev, err = s.kv.Create(ctx, d.key, data)
-	} else {
-		newRev, err = s.kv.Update(ctx, d.key, data, rev)
-	}
+	newRev, err := s.write(ctx, d.key, data, rev)
 	if natsconn.IsConflict(err) {
 		return Change{}, fmt.Errorf("%w: %s was changed by another writer while this one was being written; nothing was written, fetch it again and retry", ErrConflict, d.key)
 	}

@@ -45,6 +45,7 @@ func Provide(p Params) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	ctrl.Trace(p.Tracing.Tracer(events.ServiceOpAMP))
 	svc, err := New(p.Config, Deps{
 		NC: p.NC, NS: p.NS, Instance: p.Settings.Instance, Region: p.Settings.Region,
 		Log: log, Registerer: p.Reg,

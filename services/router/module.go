@@ -57,6 +57,7 @@ func Provide(p Params) (Result, error) {
 	svc, err := New(p.Config, Deps{
 		NC: p.NC, JS: p.JS, NS: p.NS, Instance: p.Settings.Instance, Region: p.Settings.Region,
 		AdminAddr: p.Settings.AdminAddr, Config: p.Watcher, Readiness: p.Readiness, Log: log, Registerer: p.Reg,
+		Tracer: p.Tracing.Tracer(events.ServiceRouter),
 	})
 	if err != nil {
 		return Result{}, err

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -45,6 +46,9 @@ type Deps struct {
 	Log       *slog.Logger
 	// Registerer receives the otelfleet_router_* metrics; nil means none.
 	Registerer prometheus.Registerer
+	// Tracer, if set, traces each export call to a backend, except those carrying only
+	// otelfleet's own spans (export.WithTracer with platform.ComponentAttr).
+	Tracer trace.Tracer
 }
 
 // Service is one OTLP router. Create it with New; Start it once the contract's buckets
@@ -128,7 +132,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	exp, err := export.New(s.exportConfig(fleetconfig.DefaultRegion()), s.rr.add,
-		export.WithRegisterer(d.Registerer), export.WithLogger(d.Log.With("component", "export")))
+		export.WithRegisterer(d.Registerer), export.WithLogger(d.Log.With("component", "export")), export.WithTracer(d.Tracer, platform.ComponentAttr))
 	if err != nil {
 		return nil, fmt.Errorf("router: exporter: %w", err)
 	}

@@ -53,6 +53,7 @@ func Provide(p Params) (Result, error) {
 	log := p.Log.With("service", events.ServiceSampler)
 	svc, err := New(p.Config, Deps{
 		NC: p.NC, JS: p.JS, NS: p.NS, Instance: p.Settings.Instance, Config: p.Watcher, Log: log, Registerer: p.Reg,
+		Tracer: p.Tracing.Tracer(events.ServiceSampler),
 	})
 	if err != nil {
 		return Result{}, err

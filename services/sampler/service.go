@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/election"
@@ -56,6 +57,8 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tracer, if set, traces every decision the leader computes and stores.
+	Tracer trace.Tracer
 }
 
 // Service is one sampler replica. Every replica consumes the load reports (so that it
@@ -367,7 +370,7 @@ func (s *Service) Lead(t election.Term) {
 	defer tick.Stop()
 	lt := leaderTerm{t: t, eng: eng, log: log}
 	for {
-		s.decide(&lt)
+		s.tracedDecide(&lt)
 		select {
 		case <-t.Ctx.Done():
 			return

@@ -466,6 +466,7 @@ func (c *checker) knobs(at string, ctr corev1.Container, env map[string]string, 
 	if ctr.Image == c.f.NATSImage {
 		refs := map[string]bool{}
 		for name, text := range mounted {
+			c.inboxes(at, name, text)
 			for _, line := range strings.Split(text, "\n") {
 				for _, m := range confVar.FindAllStringSubmatch(unquoted(line), -1) {
 					refs[m[1]] = true
@@ -490,6 +491,29 @@ func (c *checker) knobs(at string, ctr corev1.Container, env map[string]string, 
 	for _, name := range sortedKeys(env) {
 		if !known[name] && !runtimeEnv[name] && !used[name] {
 			c.fail("%s: env %s: the program reads no such variable", at, name)
+		}
+	}
+}
+
+var (
+	confUser  = regexp.MustCompile(`^\s*user\s*[:=]\s*"([^"]+)"`)
+	confInbox = regexp.MustCompile(`"(_INBOX[^"]*)"`)
+)
+
+// inboxes checks that every user of a mounted nats-server configuration may read only
+// its own replies: the one inbox subject it names is _INBOX_<user>.> (each identity
+// connects with that inbox prefix), never _INBOX.> or another identity's.
+func (c *checker) inboxes(at, name, text string) {
+	user := ""
+	for _, line := range strings.Split(text, "\n") {
+		if m := confUser.FindStringSubmatch(line); m != nil {
+			user = m[1]
+			continue
+		}
+		for _, m := range confInbox.FindAllStringSubmatch(line, -1) {
+			if user != "" && m[1] != "_INBOX_"+user+".>" {
+				c.fail("%s: mounted %s: user %q may use %q; want only its own replies, _INBOX_%s.>", at, name, user, m[1], user)
+			}
 		}
 	}
 }

@@ -386,6 +386,20 @@ func TestChecksFail(t *testing.T) {
 			}
 			c.Env = env
 		}, "mounted auth.conf refers to $OTELFLEET_PASSWORD_SINK_2, which the container's env does not set"},
+		{"an identity reads every reply", func(s *Set) {
+			for _, cm := range s.ConfigMaps {
+				for k, v := range cm.Data {
+					cm.Data[k] = strings.ReplaceAll(v, `"_INBOX_router.>"`, `"_INBOX.>"`)
+				}
+			}
+		}, `user "router" may use "_INBOX.>"; want only its own replies, _INBOX_router.>`},
+		{"an identity reads another's replies", func(s *Set) {
+			for _, cm := range s.ConfigMaps {
+				for k, v := range cm.Data {
+					cm.Data[k] = strings.ReplaceAll(v, `"_INBOX_sink-2.>"`, `"_INBOX_sink-2.>" "_INBOX_config.>"`)
+				}
+			}
+		}, `user "sink-2" may use "_INBOX_config.>"`},
 		{"stale password var on nats", func(s *Set) {
 			c := &s.StatefulSets[0].Spec.Template.Spec.Containers[0]
 			c.Env = append(c.Env, corev1.EnvVar{Name: "SINK_PASSWORD", Value: "x"})

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -24,6 +25,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
+	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/promreg"
 )
 
@@ -73,6 +75,7 @@ type Controller struct {
 	// events counts otelfleet_rollout_events_total{type}: each rollout event once its
 	// state is stored.
 	events *prometheus.CounterVec
+	tracer trace.Tracer // set by Trace
 }
 
 // eventTypes are the rollout events, the type label without "rollout.".
@@ -401,7 +404,9 @@ func within(was, now map[string]string, threshold float64) bool {
 // apply writes out's desired configs, then the state by compare-and-set on rev, then
 // publishes its events. A lost compare-and-set (another writer) is retried from fresh
 // caches on the next evaluation.
-func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches, group string, rev uint64, out Output) error {
+func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches, group string, rev uint64, out Output) (err error) {
+	ctx, span := c.startStep(ctx, group, out)
+	defer func() { endStep(span, err) }()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var errs []error
@@ -464,6 +469,7 @@ func (c *Controller) apply(ctx context.Context, b *natsconn.Buckets, cc *caches,
 		c.log.Info("rollout "+ev.Type[len("rollout."):], "group", ev.Group, "rollout", ev.Rollout, "version", ev.Version, "wave", ev.Wave, "waves", ev.Waves, "reason", ev.Reason)
 		msg, err := events.NewMsg(c.ns.EventSubject(events.EventType(ev.Type)), c.source, ev)
 		if err == nil {
+			platform.InjectTrace(ctx, msg.Header)
 			err = c.nc.PublishMsg(msg)
 		}
 		if err != nil {

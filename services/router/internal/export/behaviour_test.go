@@ -26,9 +26,9 @@ import (
 
 func quiet() Option { return WithLogger(slog.New(slog.DiscardHandler)) }
 
-func newQuiet(t *testing.T, cfg Config, rr Rerouter) *Exporter {
+func newQuiet(t *testing.T, cfg Config, rr Rerouter, opts ...Option) *Exporter {
 	t.Helper()
-	e, err := New(cfg, rr, quiet())
+	e, err := New(cfg, rr, append([]Option{quiet()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

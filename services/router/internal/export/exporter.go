@@ -28,6 +28,8 @@ type Exporter struct {
 	reroute Rerouter
 	// dial makes a backend's client (a seam for benchmarks; nil: by cfg.Protocol).
 	dial func(addr string, cfg Config) (client, error)
+	// tracing, if set, traces export calls (WithTracer).
+	tracing *tracing
 
 	mu      sync.RWMutex
 	cfg     Config
@@ -119,7 +121,9 @@ func (e *Exporter) startTarget(tg Target) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := newTarget(tg, e.cfg, cl, e.m.forTarget(tg.Key), e.log, nil)
+	tm := e.m.forTarget(tg.Key)
+	tm.tracing = e.tracing
+	t := newTarget(tg, e.cfg, cl, tm, e.log, nil)
 	t.handback = e.rerouteFrom(t)
 	return t, nil
 }

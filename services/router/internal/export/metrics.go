@@ -45,6 +45,7 @@ type targetMetrics struct {
 	sent, failed, retried, rerouted, dropped prometheus.Counter
 	queueBytes, inFlight                     prometheus.Gauge
 	latency                                  map[string]prometheus.Observer
+	tracing                                  *tracing // nil: no spans (WithTracer)
 }
 
 func (m *metrics) forTarget(key string) targetMetrics {

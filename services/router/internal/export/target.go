@@ -263,7 +263,7 @@ func (t *target) deliver(b Batch, cl client, cfg Config) {
 	for retries := 0; ; retries++ {
 		ctx, cancel := context.WithTimeout(t.callCtx, cfg.Timeout)
 		start := time.Now()
-		o := cl.export(ctx, b.Signal, b.Payload)
+		o := t.export(ctx, cl, b, retries+1)
 		cancel()
 		took := time.Since(start).Seconds()
 		if o.err == nil {

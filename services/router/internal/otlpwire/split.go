@@ -290,7 +290,11 @@ func resourceHeader(b []byte, start, end int, child protowire.Number, childName 
 
 // serviceName returns the string value of the service.name attribute of an encoded
 // Resource (nil when absent or not a string).
-func serviceName(r []byte) ([]byte, error) {
+func serviceName(r []byte) ([]byte, error) { return stringAttr(r, serviceNameKey) }
+
+// stringAttr returns the string value of attribute want of an encoded Resource (nil
+// when absent or not a string).
+func stringAttr(r, want []byte) ([]byte, error) {
 	for off := 0; off < len(r); {
 		f, err := nextField(r, off, len(r))
 		if err != nil {
@@ -319,14 +323,14 @@ func serviceName(r []byte) ([]byte, error) {
 				val, isVal = kv[g.vstart:g.end], true
 			}
 		}
-		if !isKey || !isVal || !bytes.Equal(key, serviceNameKey) {
+		if !isKey || !isVal || !bytes.Equal(key, want) {
 			continue
 		}
 		var str []byte
 		for o := 0; o < len(val); {
 			g, err := nextField(val, o, len(val))
 			if err != nil {
-				return nil, fmt.Errorf("attributes[service.name]: %w", err)
+				return nil, fmt.Errorf("attributes[%s]: %w", want, err)
 			}
 			o = g.end
 			if g.num == fieldAnyString && g.typ == protowire.BytesType {
