@@ -70,6 +70,9 @@ type hijackWriter struct {
 	hijacked bool
 }
 
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // Hijack implements http.Hijacker.
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
