@@ -80,11 +80,15 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.hijacked = true
-	lc := &limitedConn{Conn: c, lim: w.lim, max: w.maxBytes, tooLarge: w.tooLarge}
+	// Every byte from the client, those the server already buffered included, passes
+	// the frame check: the connection reads through the server's reader, and the
+	// upgrade gets a reader over the connection (a WebSocket library may read from the
+	// returned reader instead of the connection).
+	lc := &limitedConn{Conn: c, src: brw.Reader, lim: w.lim, max: w.maxBytes, tooLarge: w.tooLarge}
 	w.lim.mu.Lock()
 	w.lim.conns[lc] = struct{}{}
 	w.lim.mu.Unlock()
-	return lc, brw, nil
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, brw.Reader.Size()), brw.Writer), nil
 }
 
 // limitedConn is a hijacked WebSocket connection (server side: frames from the client
@@ -94,6 +98,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // on. Writes pass through.
 type limitedConn struct {
 	net.Conn
+	src      io.Reader // what Read reads: the server's buffered reader over Conn
 	lim      *connLimiter
 	max      int64
 	tooLarge func()
@@ -112,7 +117,7 @@ func (c *limitedConn) Read(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.src.Read(p)
 	if ferr := c.scan(p[:n]); ferr != nil {
 		c.err = ferr // every later Read fails too
 		if c.tooLarge != nil {
