@@ -266,7 +266,13 @@ var otelfleetBinary = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(dir, "otelfleet")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otelfleet")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// This module's tests run with GOWORK=off (make test); otelfleet builds in the
+	// repository's workspace, as make build does.
+	work, err := filepath.Abs(filepath.Join(root, "go.work"))
+	if err != nil {
+		return "", err
+	}
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK="+work)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/otelfleet: %w\n%s", err, out)
 	}
