@@ -316,6 +316,7 @@ func (w *Watcher) apply(ctx context.Context, e jetstream.KeyValueEntry) bool {
 		regions := maps.Clone(w.snap.Regions)
 		regions[region] = r
 		w.m.applied.WithLabelValues(key).Set(float64(r.Version))
+		w.m.rejected.WithLabelValues(key) // exported at 0 from the key's first good value on
 		w.snap = Snapshot{Global: w.snap.Global, Regions: regions, AppliedAt: time.Now()}
 		w.opts.Log.Info("regional config applied", "key", key, "version", r.Version, "revision", e.Revision())
 		return true

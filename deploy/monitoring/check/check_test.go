@@ -25,7 +25,21 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain removes the otelfleet binary the tests built (once for every -count) and
+// checks for leaked goroutines.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		_ = os.RemoveAll(builtDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // root is the repository root, three levels up from deploy/monitoring/check.
 var root = filepath.Join("..", "..", "..")
@@ -257,12 +271,16 @@ func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	return p.TextToMetricFamilies(r)
 }
 
+// builtDir holds the binary otelfleetBinary built; TestMain removes it.
+var builtDir string
+
 // otelfleetBinary builds cmd/otelfleet once into a temporary directory.
 var otelfleetBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "otelfleet-monitoring-check-")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	bin := filepath.Join(dir, "otelfleet")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otelfleet")
 	cmd.Dir = root
@@ -320,7 +338,6 @@ func TestMetricNamesExported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(filepath.Dir(bin))
 
 	admin, otlpHTTP := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
