@@ -254,6 +254,14 @@ func (v *View) changedLocked(membership bool) {
 	}
 }
 
+// Members returns the membership generation (Snapshot.Members) without building a
+// snapshot: a consumer that rebuilds only on membership changes checks it first.
+func (v *View) Members() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.members
+}
+
 // Snapshot returns the fleet as of now. Successive calls without a change in between
 // return the same Snapshot.
 func (v *View) Snapshot() *Snapshot {

@@ -72,18 +72,28 @@ func (v *View) watchRegistry(ctx context.Context, nc *nats.Conn, kv jetstream.Ke
 			}
 			return
 		}
-		r, err := events.DecodeRegistrationAt(e.Key(), e.Value())
-		if err != nil {
+		if err := v.PutEntry(e.Key(), e.Value()); err != nil {
 			v.cfg.Registry("rejected")
 			log.Warn("ignoring registry value that is not a valid registration of its key", "key", e.Key(), "revision", e.Revision(), "err", err)
-			if v.Delete(e.Key()) {
-				log.Info("registration forgotten: it is no longer valid", "key", e.Key())
-			}
 			return
 		}
-		v.PutRegistration(&r)
 		v.cfg.Registry("put")
 	}, func(err error) { log.Warn("registry watch failed, retrying", "err", err) })
+}
+
+// PutEntry applies the registry value data stored under key: a valid registration of
+// that very key (events.DecodeRegistrationAt) is recorded; anything else is an error,
+// and what was registered under key is forgotten (it is no longer valid).
+func (v *View) PutEntry(key string, data []byte) error {
+	r, err := events.DecodeRegistrationAt(key, data)
+	if err != nil {
+		if v.Delete(key) {
+			v.cfg.Log.Info("registration forgotten: it is no longer valid", "key", key)
+		}
+		return err
+	}
+	v.PutRegistration(&r)
+	return nil
 }
 
 // resync forgets registrations whose keys are no longer in kv. It runs on the watch

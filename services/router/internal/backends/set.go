@@ -38,8 +38,9 @@ type Set struct {
 }
 
 // New returns a set that calls onChange (from one goroutine, in order) with the full,
-// Key-ordered backend list whenever membership, an address, or health changes, and at
-// most every second when only readings changed. Nothing runs until Run.
+// Key-ordered backend list whenever a registration joins, leaves or changes (address,
+// health, capacity), and at most every second for what reports change (readings, and
+// health flagged by consecutive unhealthy reports). Nothing runs until Run.
 func New(cfg Config, onChange func([]Backend)) *Set {
 	if cfg.ReportTTL <= 0 {
 		cfg.ReportTTL = DefaultReportTTL
@@ -101,34 +102,30 @@ func (s *Set) Run(ctx context.Context, view *fleetview.View, ready chan<- struct
 	case <-ctx.Done():
 		return nil
 	}
-	last := s.publish(s.backends(view.Snapshot(), s.now()))
+	snap := view.Snapshot()
+	last, members := s.publish(s.backends(snap, s.now())), snap.Members
 	if ready != nil {
 		close(ready)
 	}
 	tick := time.NewTicker(readingsEvery)
 	defer tick.Stop()
-	readingsPending := false
 	for {
-		ticked := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+			// Reports change the view many times a second: only a change of membership
+			// (or of a registration) is acted on at once, readings at the next tick.
+			if view.Members() == members {
+				continue
+			}
 		case <-tick.C:
-			ticked = true
 		}
-		next := s.backends(view.Snapshot(), s.now())
-		switch {
-		case !sameMembers(last, next):
+		snap := view.Snapshot()
+		next := s.backends(snap, s.now())
+		members = snap.Members
+		if !slices.Equal(last, next) {
 			last = s.publish(next)
-			readingsPending = false
-			continue
-		case !slices.Equal(last, next):
-			readingsPending = true
-		}
-		if ticked && readingsPending {
-			last = s.publish(next)
-			readingsPending = false
 		}
 	}
 }
@@ -147,14 +144,6 @@ func (s *Set) publish(list []Backend) []Backend {
 		s.onChange(slices.Clone(list))
 	}
 	return list
-}
-
-// sameMembers reports whether a and b hold the same backends with the same addresses and
-// health (readings aside).
-func sameMembers(a, b []Backend) bool {
-	return slices.EqualFunc(a, b, func(x, y Backend) bool {
-		return x.Key == y.Key && x.Addr == y.Addr && x.Degraded == y.Degraded && x.Unhealthy == y.Unhealthy
-	})
 }
 
 // backends computes the Key-ordered list of targets of snap at now: readings received
