@@ -446,12 +446,17 @@ func (v *View) Retain(keep map[string]struct{}) int {
 }
 
 // PutReport records r (a valid report) stored by the server at storedAt. It is dated
-// now by this process's clock; a report replayed from the stream (before the replay
-// caught up) is dated storedAt, but never later than now.
+// now by this process's clock; a report replayed from the stream (before the first
+// replay caught up) is dated storedAt, but never later than now.
 func (v *View) PutReport(r *events.LoadReport, storedAt time.Time) Outcome {
+	return v.putReport(r, storedAt, !v.replayed.Load())
+}
+
+// putReport records r, dated now, or, when replaying, storedAt but never later than now.
+func (v *View) putReport(r *events.LoadReport, storedAt time.Time, replaying bool) Outcome {
 	now := v.cfg.Now()
 	receivedAt := now
-	if !v.replayed.Load() && !storedAt.IsZero() && storedAt.Before(now) {
+	if replaying && !storedAt.IsZero() && storedAt.Before(now) {
 		receivedAt = storedAt
 	}
 	return v.PutReportAt(r, storedAt, receivedAt)
@@ -504,7 +509,9 @@ func (v *View) countLocked(id reporter, r *events.LoadReport, storedAt, received
 		cur := v.collectors[Key{id.region, id.id}]
 		had, held = cur.Report != nil, cur.StoredAt
 	}
-	if had && storedAt.Before(held) {
+	// The same report delivered again (a follower re-created after a reconnect replays
+	// the last report of every reporter) refreshes nothing: a dead reporter stays dead.
+	if had && (storedAt.Before(held) || storedAt.Equal(held) && !storedAt.IsZero()) {
 		return Outdated
 	}
 	if !had && v.reporting >= v.cfg.MaxReporting {

@@ -210,3 +210,20 @@ func TestScore(t *testing.T) {
 		t.Fatal("bad weights accepted")
 	}
 }
+
+// TestTheSameReportAgainRefreshesNothing: a follower re-created after a reconnect
+// replays every reporter's last report; that must not make a dead reporter look alive.
+func TestTheSameReportAgainRefreshesNothing(t *testing.T) {
+	c := &clock{time.Unix(1000, 0)}
+	v := fleetview.New(fleetview.Config{Now: c.now})
+	v.PutRegistration(collectorReg("eu", "c1"))
+	stored := c.t
+	v.PutReportAt(&events.LoadReport{Region: "eu", Collector: "c1", Healthy: true}, stored, c.t)
+	c.t = c.t.Add(time.Minute)
+	if o := v.PutReport(&events.LoadReport{Region: "eu", Collector: "c1", Healthy: true}, stored); o != fleetview.Outdated {
+		t.Fatalf("the same report again: %v", o)
+	}
+	if got := v.Snapshot().Collector("eu", "c1").ReceivedAt; !got.Equal(stored) {
+		t.Fatalf("re-delivered report dated %v, want %v", got, stored)
+	}
+}

@@ -139,9 +139,13 @@ func (v *View) ingest(msg jetstream.Msg) {
 		v.cfg.Log.Debug("load report rejected", "subject", msg.Subject(), "err", err)
 		return
 	}
+	// A message with more behind it is (most likely) part of a replay: the first one at
+	// start, or the one after a reconnect re-created the consumer.
 	var stored time.Time
+	replaying := !v.replayed.Load()
 	if md, err := msg.Metadata(); err == nil {
 		stored = md.Timestamp
+		replaying = replaying || md.NumPending > 0
 	}
-	v.cfg.Reports(v.PutReport(&r, stored), msg.Subject(), nil, nil)
+	v.cfg.Reports(v.putReport(&r, stored, replaying), msg.Subject(), nil, nil)
 }
