@@ -4,19 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
+	"github.com/otelfleet/otelfleet/pkg/sysstat"
 )
 
 const agentUsage = `agent --region R --id ID --endpoint HOST:PORT [--capacity-qps N] [--name NAME] [--meta k=v,...]
       [--metrics-url URL [--metrics-interval 1s] [--collector-cpus N]]
 
-Registers one collector in the otlp_registry bucket and heart-beats (with CPU and memory
-health of this host) until stopped. SIGINT/SIGTERM deregister it at once; a kill -9
+Registers one collector in the otlp_registry bucket and heart-beats (with the collector's
+health: with --metrics-url its process CPU and memory and its exporter queues; changes
+only after --health-worse-after / --health-better-after heartbeats agree) until stopped. SIGINT/SIGTERM deregister it at once; a kill -9
 leaves it to expire after the registry TTL. With --metrics-url it also scrapes the
 collector's own Prometheus metrics (e.g. http://127.0.0.1:8888/metrics) and publishes
 its load report (qps, error rate, queue, CPU, memory, capacity) on
@@ -44,6 +47,8 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.meta, "meta", "", "", "metadata labels k=v, comma-separated")
 	var mo agentMetricsOptions // --metrics-url and friends: agent_metrics.go
 	mo.bind(k)
+	hy := platform.DefaultHealthHysteresis()
+	hy.Bind(k)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -61,9 +66,24 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	if err := mo.validate(); err != nil {
 		return usageError("agent: %v", err)
 	}
+	// The registration describes the collector, not this agent: its health comes from
+	// the collector's own metrics (--metrics-url: process CPU and memory, exporter
+	// queues). Without them there are no readings of its process to judge.
+	src, err := mo.source(o.capacity, slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return usageError("agent: %v", err)
+	}
+	var readings registration.Sampler = noCollectorReadings{}
+	var checks []registration.Check
+	if src != nil {
+		readings, checks = src, []registration.Check{src.QueueCheck}
+	}
+	if healthReadings != nil {
+		readings = healthReadings
+	}
 	cfg := registration.Config{
 		Kind: events.KindCollector, ID: o.id, Region: o.region, Name: o.name, Address: o.endpoint,
-		CapacityQPS: o.capacity, Metadata: meta, Version: platform.Version, Sampler: healthReadings,
+		CapacityQPS: o.capacity, Metadata: meta, Version: platform.Version, Sampler: readings, Checks: checks, Hysteresis: hy,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError("agent: %v", err)
@@ -89,15 +109,25 @@ func runAgent(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	load, err := agentMetricsTask(nc, ns, o.region, o.id, o.capacity, mo, log, nil)
-	if err != nil {
-		return usageError("agent: %v", err)
-	}
-	if load != nil {
+	if src != nil {
+		load, err := agentLoadTask(nc, ns, o.region, o.id, src, mo, log, nil)
+		if err != nil {
+			return usageError("agent: %v", err)
+		}
 		fmt.Fprintf(env.stderr, "otelfleet agent: reporting load scraped from %s every %v\n", mo.url, mo.interval)
 		tasks = append(tasks, load)
 	}
 	return runTasks(ctx, tasks)
+}
+
+// noCollectorReadings is the agent's health sampler without --metrics-url: it has no
+// readings of the collector's process, so the registration judges none (its own
+// process is not the collector).
+type noCollectorReadings struct{}
+
+// Sample implements registration.Sampler.
+func (noCollectorReadings) Sample() (sysstat.Reading, error) {
+	return sysstat.Reading{}, errors.New("no readings of the collector's process without --metrics-url")
 }
 
 // validate checks the required flags and parses --meta.

@@ -79,6 +79,15 @@ func (o agentMetricsOptions) scrapeConfig() promscrape.Config {
 //		tasks = append(tasks, t)
 //	}
 func agentMetricsTask(nc *nats.Conn, ns events.Namespace, region, id string, capacityQPS float64, o agentMetricsOptions, log *slog.Logger, reg prometheus.Registerer) (agentTask, error) {
+	src, err := o.source(capacityQPS, log)
+	if src == nil || err != nil {
+		return nil, err
+	}
+	return agentLoadTask(nc, ns, region, id, src, o, log, reg)
+}
+
+// source returns the scraping source of --metrics-url (nil without one).
+func (o agentMetricsOptions) source(capacityQPS float64, log *slog.Logger) (*promscrape.Source, error) {
 	if o.url == "" {
 		return nil, nil
 	}
@@ -93,6 +102,11 @@ func agentMetricsTask(nc *nats.Conn, ns events.Namespace, region, id string, cap
 	if err != nil {
 		return nil, fmt.Errorf("--capacity-qps or --collector-cpus: %w", err)
 	}
+	return src, nil
+}
+
+// agentLoadTask publishes src's load reports on the collector's load subject.
+func agentLoadTask(nc *nats.Conn, ns events.Namespace, region, id string, src *promscrape.Source, o agentMetricsOptions, log *slog.Logger, reg prometheus.Registerer) (agentTask, error) {
 	cfg := loadreport.DefaultConfig()
 	cfg.Region, cfg.Collector, cfg.Interval = region, id, o.interval
 	cfg.Source = events.Source("agent", region+"/"+id)

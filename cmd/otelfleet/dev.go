@@ -368,4 +368,5 @@ func bindDevSettings(k *knobs.Set, s *platform.Settings) {
 	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")
 	k.Duration(&s.RegistryTTL, "registry-ttl", "REGISTRY_TTL", s.RegistryTTL, "registration TTL")
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL")
+	s.Health.Bind(k)
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/otlpsink"
 	"github.com/otelfleet/otelfleet/pkg/platform"
-	"github.com/otelfleet/otelfleet/pkg/registration"
-	"github.com/otelfleet/otelfleet/pkg/sysstat"
 )
 
 const sinkUsage = `sink [--region R] [--id ID] [--capacity-qps N] [--grpc-addr HOST:PORT] [--http-addr HOST:PORT]
@@ -41,19 +39,9 @@ type sinkOptions struct {
 	adminAddr string
 	interval  time.Duration
 	register  bool
-	hostCPU   bool
+	hostCPU   bool // --host-cpu-health, ignored (kept so old command lines still run)
+	health    platform.HealthHysteresis
 	logLevel  string
-}
-
-// processCPU judges the "cpu" health check by the sink's own share of the host's CPUs
-// instead of the host's (--host-cpu-health=false): a backend sharing a saturated host.
-type processCPU struct{ s registration.Sampler }
-
-// Sample implements registration.Sampler.
-func (p processCPU) Sample() (sysstat.Reading, error) {
-	r, err := p.s.Sample()
-	r.HostCPU = r.ProcessCPU
-	return r, err
 }
 
 func runSink(ctx context.Context, env *cliEnv, args []string) error {
@@ -66,7 +54,9 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 	k.String(&o.adminAddr, "admin-addr", "ADMIN_ADDR", "127.0.0.1:18888", "admin HTTP address: /metrics, /healthz, /readyz, /v1/sink (port 0: any free port)")
 	k.Duration(&o.interval, "report-interval", "SINK_REPORT_INTERVAL", time.Second, "time between load reports")
 	k.Bool(&o.register, "register", "SINK_REGISTER", true, "register in the fleet and report load (false: a receiver only, no NATS needed)")
-	k.Bool(&o.hostCPU, "host-cpu-health", "SINK_HOST_CPU_HEALTH", true, "judge the registration's cpu check by the host's CPU (false: by the sink's own CPU share, for a sink on a busy shared host)")
+	k.Bool(&o.hostCPU, "host-cpu-health", "SINK_HOST_CPU_HEALTH", true, "ignored: health judges the sink's own process (its CPU share and memory), never the host")
+	o.health = platform.DefaultHealthHysteresis()
+	o.health.Bind(k)
 	k.String(&o.logLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -112,13 +102,9 @@ func runSink(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return err
 		}
-		readings := healthReadings
-		if !o.hostCPU && readings == nil {
-			readings = processCPU{s: sysstat.NewSampler()}
-		}
 		member, err = sink.Join(nc, kv, ns, otlpsink.MemberConfig{
 			Region: o.region, ID: o.id, CapacityQPS: o.capacity, Interval: o.interval,
-			Version: platform.Version, Registerer: reg, Readings: readings,
+			Version: platform.Version, Registerer: reg, Readings: healthReadings, Health: o.health,
 		}, log)
 		if err != nil {
 			return usageError("sink: %v", err)

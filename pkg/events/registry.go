@@ -67,14 +67,21 @@ type CheckResult struct {
 // the checks' statuses.
 type Health struct {
 	Status HealthStatus `json:"status"`
-	// CPU is the busy fraction of the host's CPUs in [0,1] since the previous heartbeat.
+	// CPU is the busy fraction of the host's CPUs in [0,1] since the previous heartbeat
+	// (information: health judges the process, not its host).
 	CPU float64 `json:"cpu"`
-	// Memory is the fraction of the host's memory in use in [0,1].
+	// Memory is the fraction of the host's memory in use in [0,1] (information).
 	Memory float64 `json:"memory"`
 	// ProcessCPU is the process's share of the whole machine's CPU capacity in [0,1].
 	ProcessCPU float64 `json:"process_cpu"`
 	// ProcessRSSBytes is the process's resident set size.
 	ProcessRSSBytes uint64 `json:"process_rss_bytes"`
+	// ProcessCPUShare is the process's CPU use against the CPUs it may use (its cgroup
+	// quota, else GOMAXPROCS) in [0,1]: what the "cpu" check judges.
+	ProcessCPUShare float64 `json:"process_cpu_share,omitempty"`
+	// ProcessMemory is the process's resident memory against its limit (cgroup, else the
+	// host's memory) in [0,1]: what the "memory" check judges.
+	ProcessMemory float64 `json:"process_memory,omitempty"`
 	// Checks lists every check's result, in a stable order.
 	Checks []CheckResult `json:"checks,omitempty"`
 }

@@ -44,8 +44,10 @@ type MemberConfig struct {
 	Registerer prometheus.Registerer
 	// Readings, when set, replaces the real CPU and memory readings (sysstat) behind the
 	// registration's health checks; tests give fixed readings so that a saturated test
-	// machine does not mark the sink unhealthy. Nil: real readings.
+	// machine does not mark the sink unhealthy. Nil: real readings of this process.
 	Readings registration.Sampler
+	// Health is the hysteresis of the registration's health (zero: the defaults).
+	Health registration.Hysteresis
 }
 
 // Member keeps a running sink registered and reporting its load. Create it with
@@ -79,6 +81,7 @@ func (s *Sink) Join(nc *nats.Conn, kv registration.Store, ns events.Namespace, m
 	rc := registration.Config{
 		Kind: events.KindCollector, ID: mc.ID, Region: mc.Region, Address: Advertise(s.GRPCAddr()),
 		CapacityQPS: mc.CapacityQPS, Metadata: meta, Version: mc.Version, Registerer: mc.Registerer, Sampler: mc.Readings,
+		Hysteresis: mc.Health,
 	}
 	if err := rc.Validate(); err != nil {
 		return nil, err

@@ -102,6 +102,7 @@ func provide(p ModuleParams, f Fleet) (Sinks, error) {
 				for i, s := range sinks {
 					m, err := s.Join(p.NC, b.Registry, p.NS, MemberConfig{
 						Region: f.Region, ID: ids[i], CapacityQPS: f.CapacityQPS, Version: platform.Version, Registerer: p.Reg, Readings: f.Readings,
+						Health: p.Settings.Health,
 					}, log.With("sink", ids[i]))
 					if err != nil {
 						log.Error("sink cannot join the fleet", "sink", ids[i], "err", err)

@@ -56,6 +56,46 @@ type Settings struct {
 	StopTimeout time.Duration
 	// LogOutput is where the logger writes; nil means stderr.
 	LogOutput io.Writer
+	// Health is the hysteresis of the process's registrations' health.
+	Health HealthHysteresis
+}
+
+// Defaults of HealthHysteresis.
+const (
+	DefaultHealthWorseAfter  = 3
+	DefaultHealthBetterAfter = 3
+)
+
+// HealthHysteresis keeps a registration's health from flapping (pkg/registration): the
+// status a heartbeat reports changes only after consecutive heartbeats agree, so one
+// busy second moves no router's tables.
+type HealthHysteresis struct {
+	// WorseAfter is how many consecutive heartbeats must judge a worse status (degraded
+	// or unhealthy) before it is reported (flag --health-worse-after, env
+	// HEALTH_WORSE_AFTER; default 3; 1 reports every reading as it comes).
+	WorseAfter int
+	// BetterAfter is how many consecutive heartbeats must judge a better status before
+	// it is reported (flag --health-better-after, env HEALTH_BETTER_AFTER; default 3).
+	BetterAfter int
+}
+
+// DefaultHealthHysteresis returns 3 heartbeats each way.
+func DefaultHealthHysteresis() HealthHysteresis {
+	return HealthHysteresis{WorseAfter: DefaultHealthWorseAfter, BetterAfter: DefaultHealthBetterAfter}
+}
+
+// Validate checks that each count is in [1, 100] (0 takes the default).
+func (h HealthHysteresis) Validate() error {
+	if h.WorseAfter < 0 || h.WorseAfter > 100 || h.BetterAfter < 0 || h.BetterAfter > 100 {
+		return fmt.Errorf("--health-worse-after %d, --health-better-after %d: each must be in [1, 100]", h.WorseAfter, h.BetterAfter)
+	}
+	return nil
+}
+
+// Bind registers the hysteresis knobs.
+func (h *HealthHysteresis) Bind(k *knobs.Set) {
+	k.Int(&h.WorseAfter, "health-worse-after", "HEALTH_WORSE_AFTER", h.WorseAfter, "consecutive heartbeats that must judge a worse health before a registration reports it")
+	k.Int(&h.BetterAfter, "health-better-after", "HEALTH_BETTER_AFTER", h.BetterAfter, "consecutive heartbeats that must judge a better health before a registration reports it")
 }
 
 // DefaultSettings returns the settings of a standalone service on a laptop.
@@ -74,6 +114,7 @@ func DefaultSettings(process string) Settings {
 		Replicas:    1,
 		Provision:   true,
 		StopTimeout: 5 * time.Second,
+		Health:      DefaultHealthHysteresis(),
 	}
 }
 
@@ -123,6 +164,7 @@ func (s *Settings) Bind(k *knobs.Set) {
 	k.Duration(&s.LeaseTTL, "lease-ttl", "LEASE_TTL", s.LeaseTTL, "leader lease TTL: failover takes about this long after a leader dies")
 	k.Int(&s.Replicas, "js-replicas", "JS_REPLICAS", s.Replicas, "replicas of streams and buckets (3 in a JetStream cluster)")
 	k.Bool(&s.Provision, "provision-buckets", "PROVISION_BUCKETS", s.Provision, "create missing streams and buckets; false: wait until another process (the config service) has (for NATS identities without create rights)")
+	s.Health.Bind(k)
 	k.Bool(&s.Reconcile, "reconcile-buckets", "RECONCILE_BUCKETS", s.Reconcile, "update existing buckets to --registry-ttl, --lease-ttl and --js-replicas (otherwise the first creator's settings stay)")
 }
 
@@ -159,6 +201,9 @@ func (s Settings) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.Health.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -64,19 +64,31 @@ type Sample struct {
 	Found Found
 }
 
-// families maps each accepted family name to the Sample field and Found bit it feeds.
-var families = func() map[string]Found {
-	m := map[string]Found{}
-	for base, bit := range map[string]Found{
-		MetricAcceptedSpans: FoundAccepted,
-		MetricRefusedSpans:  FoundRefused,
-		MetricQueueSize:     FoundQueueSize,
-		MetricQueueCapacity: FoundQueueCapacity,
-		MetricCPUSeconds:    FoundCPU,
-		MetricMemoryRSS:     FoundRSS,
-	} {
+// readings is the table of the families this package reads: one row per reading, its
+// base name, its Found bit, a name for errors and the Sample field it adds to. A new
+// reading is a Sample field, a Metric constant, a Found bit and one row here (and its
+// use in Load).
+var readings = []struct {
+	base  string
+	bit   Found
+	what  string
+	field func(*Sample) *float64
+}{
+	{MetricAcceptedSpans, FoundAccepted, "accepted spans", func(s *Sample) *float64 { return &s.AcceptedSpans }},
+	{MetricRefusedSpans, FoundRefused, "refused spans", func(s *Sample) *float64 { return &s.RefusedSpans }},
+	{MetricQueueSize, FoundQueueSize, "queue size", func(s *Sample) *float64 { return &s.QueueSize }},
+	{MetricQueueCapacity, FoundQueueCapacity, "queue capacity", func(s *Sample) *float64 { return &s.QueueCapacity }},
+	{MetricCPUSeconds, FoundCPU, "cpu seconds", func(s *Sample) *float64 { return &s.CPUSeconds }},
+	{MetricMemoryRSS, FoundRSS, "rss bytes", func(s *Sample) *float64 { return &s.RSSBytes }},
+}
+
+// families maps each accepted family name (a base name with or without the "_total" and
+// "_bytes" suffixes) to its row of readings.
+var families = func() map[string]int {
+	m := map[string]int{}
+	for i, r := range readings {
 		for _, suffix := range []string{"", "_total", "_bytes", "_bytes_total"} {
-			m[base+suffix] = bit
+			m[r.base+suffix] = i
 		}
 	}
 	return m
@@ -102,44 +114,28 @@ func Parse(r io.Reader, format expfmt.Format) (Sample, error) {
 			return Sample{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 		name := strings.ReplaceAll(mf.GetName(), ".", "_")
-		bit, ok := families[name]
+		row, ok := families[name]
 		if !ok {
 			continue
 		}
-		s.Found |= bit
-		add(&s, bit, sum(&mf))
+		add(&s, row, sum(&mf))
 	}
 	if s.Found == 0 {
 		return Sample{}, ErrNoCollectorMetrics
 	}
-	for name, v := range map[string]float64{
-		"accepted spans": s.AcceptedSpans, "refused spans": s.RefusedSpans, "queue size": s.QueueSize,
-		"queue capacity": s.QueueCapacity, "cpu seconds": s.CPUSeconds, "rss bytes": s.RSSBytes,
-	} {
-		if math.IsInf(v, 0) || math.IsNaN(v) {
-			return Sample{}, fmt.Errorf("%w: the %s series add up to %v", ErrMalformed, name, v)
+	for _, r := range readings {
+		if v := *r.field(&s); math.IsInf(v, 0) || math.IsNaN(v) {
+			return Sample{}, fmt.Errorf("%w: the %s series add up to %v", ErrMalformed, r.what, v)
 		}
 	}
 	return s, nil
 }
 
-// add adds v to the field bit stands for (a family may appear under two names, e.g.
-// with and without "_total", and both count).
-func add(s *Sample, bit Found, v float64) {
-	switch bit {
-	case FoundAccepted:
-		s.AcceptedSpans += v
-	case FoundRefused:
-		s.RefusedSpans += v
-	case FoundQueueSize:
-		s.QueueSize += v
-	case FoundQueueCapacity:
-		s.QueueCapacity += v
-	case FoundCPU:
-		s.CPUSeconds += v
-	case FoundRSS:
-		s.RSSBytes += v
-	}
+// add adds v to the field of readings[row] and marks it found (a family may appear
+// under two names, e.g. with and without "_total", and both count).
+func add(s *Sample, row int, v float64) {
+	s.Found |= readings[row].bit
+	*readings[row].field(s) += v
 }
 
 // sum adds the values of every counter, gauge or untyped series of mf.

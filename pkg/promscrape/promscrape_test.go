@@ -294,6 +294,30 @@ func TestSourceAgainstHTTP(t *testing.T) {
 			if math.Abs(r.ErrorRate-600.0/6600) > 1e-12 || r.AvgLatencyMS != 100 {
 				t.Fatalf("error rate %v latency %v", r.ErrorRate, r.AvgLatencyMS)
 			}
+			// The collector's own readings judge its registration's health.
+			if rd, err := src.Sample(); err != nil || rd.ProcessCPUShare != 0.25 || rd.ProcessRSSBytes != 2e8 || rd.HostCPU != 0 {
+				t.Fatalf("collector readings %+v, %v", rd, err)
+			}
+			if c := src.QueueCheck(ctx); c.Status != events.HealthHealthy || !strings.Contains(c.Message, "15%") {
+				t.Fatalf("queue check at 300 of 2000: %+v", c)
+			}
+			fc.set(func(p *page) { p.queue = 1900 }, http.StatusOK)
+			clock = clock.Add(time.Second)
+			if _, _, err := src.Report(ctx, clock); err != nil {
+				t.Fatal(err)
+			}
+			if c := src.QueueCheck(ctx); c.Status != events.HealthDegraded {
+				t.Fatalf("queue check at 95%%: %+v", c)
+			}
+			fc.set(func(p *page) { p.queue = 2000 }, http.StatusOK)
+			clock = clock.Add(time.Second)
+			if r, _, _ := src.Report(ctx, clock); r.Healthy {
+				t.Fatal("full queues reported healthy")
+			}
+			if c := src.QueueCheck(ctx); c.Status != events.HealthUnhealthy {
+				t.Fatalf("queue check at 100%%: %+v", c)
+			}
+			fc.set(func(p *page) { p.queue = 300 }, http.StatusOK)
 
 			// The collector restarts: counters start again from zero.
 			fc.set(func(p *page) { p.accepted = [2]float64{700, 300}; p.refused = 0; p.cpu = 0.5 }, http.StatusOK)
@@ -312,6 +336,12 @@ func TestSourceAgainstHTTP(t *testing.T) {
 			}
 			if src.LastError() == nil || !strings.Contains(src.LastError().Error(), "503") {
 				t.Fatalf("LastError = %v", src.LastError())
+			}
+			if c := src.QueueCheck(ctx); c.Status != events.HealthUnhealthy || !strings.Contains(c.Message, "failing") {
+				t.Fatalf("queue check in an outage: %+v", c)
+			}
+			if _, err := src.Sample(); !errors.Is(err, ErrNoReadings) {
+				t.Fatalf("readings in an outage: %v", err)
 			}
 
 			// Recovery: the rate covers the whole gap since the last good scrape.

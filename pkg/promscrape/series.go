@@ -10,13 +10,13 @@ import (
 // bit, for readers of other encodings of the same metrics (OTLP). It reports whether
 // name is a family this package reads; a value that is not finite is skipped.
 func (s *Sample) AddSeries(name string, v float64) bool {
-	bit, ok := families[strings.ReplaceAll(name, ".", "_")]
+	row, ok := families[strings.ReplaceAll(name, ".", "_")]
 	if !ok {
 		return false
 	}
-	s.Found |= bit
-	if !math.IsNaN(v) && !math.IsInf(v, 0) {
-		add(s, bit, v)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0 // skipped, but the family was there
 	}
+	add(s, row, v)
 	return true
 }

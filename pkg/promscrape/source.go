@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/sysstat"
 )
 
 // SourceConfig sizes a Source.
@@ -46,6 +48,12 @@ type Source struct {
 	prev    Sample
 	primed  bool
 	lastErr error
+
+	// mu guards last and lastCPU for readers on other goroutines (QueueCheck, Sample).
+	mu      sync.Mutex
+	last    Sample  // the latest successful scrape
+	lastCPU float64 // the collector's CPU share over the latest interval; -1 before one
+	failing error   // the latest scrape's error
 }
 
 // NewSource returns a Source reading scraper. log (may be nil) gets one line when
@@ -60,7 +68,72 @@ func NewSource(scraper *Scraper, cfg SourceConfig, log *slog.Logger) (*Source, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{scraper: scraper, cfg: cfg, log: log.With("metrics_url", scraper.URL())}, nil
+	return &Source{scraper: scraper, cfg: cfg, log: log.With("metrics_url", scraper.URL()), lastCPU: -1}, nil
+}
+
+// record keeps what QueueCheck and Sample read.
+func (s *Source) record(cur *Sample, cpu float64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = err
+	if err == nil {
+		s.last = *cur
+		if cpu >= 0 {
+			s.lastCPU = cpu
+		}
+	}
+}
+
+// QueueCheck is a registration health check of the collector the Source scrapes:
+// unhealthy while its metrics cannot be read or its exporter queues are full, degraded
+// from 90 % fill. Safe for concurrent use with Report.
+func (s *Source) QueueCheck(context.Context) events.CheckResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res := events.CheckResult{Name: "collector-queue", Status: events.HealthHealthy, Message: "no metrics read yet"}
+	switch {
+	case s.failing != nil:
+		res.Status, res.Message = events.HealthUnhealthy, "metrics endpoint failing: "+truncate(s.failing.Error(), 200)
+	case s.last.Found.Has(FoundQueueSize | FoundQueueCapacity):
+		fill := 0.0
+		if s.last.QueueCapacity > 0 {
+			fill = s.last.QueueSize / s.last.QueueCapacity
+		}
+		res.Message = fmt.Sprintf("exporter queues %.0f%% full", fill*100)
+		switch {
+		case fill >= 1:
+			res.Status = events.HealthUnhealthy
+		case fill >= 0.9:
+			res.Status = events.HealthDegraded
+		}
+	case s.last.Found != 0:
+		res.Message = "the collector exposes no exporter queue metrics"
+	}
+	return res
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// ErrNoReadings is returned by Sample until two scrapes have given the collector's CPU.
+var ErrNoReadings = errors.New("promscrape: no readings of the collector's process yet")
+
+// Sample returns the scraped collector's process readings for its registration's health
+// (it implements registration.Sampler): its CPU share of Config.NumCPU (the CPUs it may
+// use) over the latest interval and its resident memory. The host fields are left 0.
+// Safe for concurrent use with Report.
+func (s *Source) Sample() (sysstat.Reading, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing != nil || s.lastCPU < 0 {
+		return sysstat.Reading{}, ErrNoReadings
+	}
+	return sysstat.Reading{At: s.last.At, CPUWindow: time.Second, ProcessCPUShare: s.lastCPU, ProcessCPU: s.lastCPU,
+		ProcessRSSBytes: uint64(max(s.last.RSSBytes, 0)), AllowedCPUs: float64(s.cfg.NumCPU)}, nil
 }
 
 // LastError returns the error of the latest scrape, nil when it succeeded.
@@ -82,6 +155,7 @@ func (s *Source) Report(ctx context.Context, now time.Time) (events.LoadReport, 
 			s.log.Warn("collector metrics scrape failed; reporting the collector unhealthy", "err", err)
 		}
 		s.lastErr = err
+		s.record(nil, -1, err)
 		return events.LoadReport{At: now, Capacity: s.cfg.Capacity, Healthy: false}, true, nil
 	}
 	if s.lastErr != nil {
@@ -94,9 +168,16 @@ func (s *Source) Report(ctx context.Context, now time.Time) (events.LoadReport, 
 	}
 	s.prev, s.primed = cur, true
 	if !primed {
+		s.record(&cur, -1, nil)
 		return events.LoadReport{}, false, nil
 	}
-	return Load(prev, cur, s.cfg), true, nil
+	r := Load(prev, cur, s.cfg)
+	cpu := -1.0
+	if cur.Found.Has(FoundCPU) {
+		cpu = r.CPU
+	}
+	s.record(&cur, cpu, nil)
+	return r, true, nil
 }
 
 // Load computes the load report of the interval between two scrapes (identity left for

@@ -11,10 +11,14 @@
 // (cenkalti/backoff). Deregister stops the heartbeats and deletes the key (the
 // registry publishes registry.deregistered); a process killed with -9 simply expires.
 //
-// Every heartbeat carries the current health: the built-in "cpu" and "memory" checks
-// read the process and host from /proc (pkg/sysstat) and compare with thresholds, and
-// custom checks (Config.Checks, each a func(ctx) events.CheckResult) add their own
-// verdicts; the status is the worst of them. Generation counts changes of anything but
+// Every heartbeat carries the current health of the process the registration
+// describes: the built-in "cpu" check compares its CPU share of its allowed CPUs, the
+// "memory" check its RSS against its limit (pkg/sysstat, or another Sampler such as an
+// agent's promscrape.Source), with thresholds, and custom checks (Config.Checks, each a
+// func(ctx) events.CheckResult) add their own verdicts; a reading's status is the worst
+// of them. The host's CPU and memory are carried as information and judge nothing. The
+// status a heartbeat reports changes only after Hysteresis.WorseAfter consecutive
+// readings judge worse (BetterAfter: better), so one busy second changes nothing. Generation counts changes of anything but
 // timestamps and readings, so the registry publishes registry.updated only when
 // something changed.
 //

@@ -9,16 +9,35 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
-// Health runs every check now and returns the health a heartbeat would carry.
+// Health runs every check now and returns the health a heartbeat would carry (its status
+// after this reading under the hysteresis; the reading itself moves nothing).
 func (c *Client) Health(ctx context.Context) events.Health {
 	c.mu.Lock()
 	cfg, interval := c.cfg, c.interval
 	c.mu.Unlock()
-	return c.health(ctx, cfg, interval)
+	h := c.health(ctx, cfg, interval)
+	c.mu.Lock()
+	_, h.Status = c.judged.next(h.Status, cfg.Hysteresis)
+	c.mu.Unlock()
+	return h
 }
 
-// health samples CPU and memory, runs the built-in and custom checks and folds them into
-// one status (the worst).
+// judgeHealth folds a heartbeat's reading into the hysteresis and returns the status to
+// report.
+func (c *Client) judgeHealth(raw events.HealthStatus, h Hysteresis) events.HealthStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, status := c.judged.next(raw, h)
+	if status != c.judged.reported && c.judged.reported != "" {
+		c.log.Info("health changed after consecutive readings agreed", "from", c.judged.reported, "to", status)
+	}
+	c.judged = j
+	return status
+}
+
+// health samples the CPU and memory of the process the registration describes, runs the
+// built-in and custom checks and folds them into one status (the worst) for this reading.
+// The host's CPU and memory are reported as information only.
 func (c *Client) health(ctx context.Context, cfg Config, interval time.Duration) events.Health {
 	var h events.Health
 	r, err := cfg.Sampler.Sample()
@@ -35,14 +54,10 @@ func (c *Client) health(ctx context.Context, cfg Config, interval time.Duration)
 		c.log.Debug("CPU and memory readings unavailable", "err", err)
 	} else {
 		h.CPU, h.Memory, h.ProcessCPU, h.ProcessRSSBytes = clamp01(r.HostCPU), clamp01(r.HostMemUsed), clamp01(r.ProcessCPU), r.ProcessRSSBytes
-		if r.MemLimitBytes > 0 {
-			if f := float64(r.ProcessRSSBytes) / float64(r.MemLimitBytes); f > h.Memory {
-				h.Memory = clamp01(f)
-			}
-		}
+		h.ProcessCPUShare, h.ProcessMemory = clamp01(r.ProcessCPUShare), clamp01(r.ProcessMemory())
 		h.Checks = append(h.Checks,
-			threshold("cpu", "host CPU", h.CPU, cfg.CPUDegraded, cfg.CPUUnhealthy),
-			threshold("memory", "memory", h.Memory, cfg.MemoryDegraded, cfg.MemoryUnhealthy),
+			threshold("cpu", "process CPU (of its allowed CPUs)", h.ProcessCPUShare, cfg.CPUDegraded, cfg.CPUUnhealthy),
+			threshold("memory", "process memory (of its limit)", h.ProcessMemory, cfg.MemoryDegraded, cfg.MemoryUnhealthy),
 		)
 	}
 	timeout := cfg.CheckTimeout

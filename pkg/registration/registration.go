@@ -76,15 +76,22 @@ type Config struct {
 	Checks []Check
 	// CheckTimeout bounds each custom check (default 2s, at most the interval).
 	CheckTimeout time.Duration
-	// CPUDegraded and CPUUnhealthy are host CPU busy fractions at which the "cpu" check
-	// reports degraded and unhealthy (defaults 0.90 and 0.98).
+	// CPUDegraded and CPUUnhealthy are fractions of the process's allowed CPUs (its
+	// cgroup quota, else GOMAXPROCS: sysstat.Reading.ProcessCPUShare) at which the "cpu"
+	// check reports degraded and unhealthy (defaults 0.90 and 0.98). The host's CPU is
+	// reported, never judged: a busy host does not make a process unhealthy.
 	CPUDegraded, CPUUnhealthy float64
-	// MemoryDegraded and MemoryUnhealthy are memory-used fractions (host memory, or the
-	// process's RSS against its cgroup limit when that is higher) at which the "memory"
-	// check reports degraded and unhealthy (defaults 0.90 and 0.97).
+	// MemoryDegraded and MemoryUnhealthy are fractions of the process's memory limit
+	// (its RSS against its cgroup limit, else the host's memory:
+	// sysstat.Reading.ProcessMemory) at which the "memory" check reports degraded and
+	// unhealthy (defaults 0.90 and 0.97).
 	MemoryDegraded, MemoryUnhealthy float64
-	// Sampler reads CPU and memory; nil means sysstat.NewSampler() (real /proc readings).
+	// Sampler reads the CPU and memory of the process the registration describes; nil
+	// means sysstat.NewSampler() (this process's real /proc readings).
 	Sampler Sampler
+	// Hysteresis says how many consecutive heartbeats must agree before the reported
+	// status changes.
+	Hysteresis
 
 	// Interval between heartbeats; zero means a third of the bucket TTL, read from the
 	// bucket when registering. An interval at or above the TTL lets the key expire.
@@ -115,6 +122,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%w: %s threshold %v: outside [0,1]", ErrConfig, f.name, f.v))
 		}
 	}
+	if err := validateHysteresis(c.Hysteresis); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Interval < 0 || c.CheckTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: interval and check timeout: must not be negative", ErrConfig))
 	}
@@ -133,6 +143,12 @@ func (c Config) withDefaults() Config {
 	def(&c.MemoryUnhealthy, 0.97)
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = 2 * time.Second
+	}
+	if c.WorseAfter == 0 {
+		c.WorseAfter = DefaultWorseAfter
+	}
+	if c.BetterAfter == 0 {
+		c.BetterAfter = DefaultBetterAfter
 	}
 	if c.Sampler == nil {
 		c.Sampler = sysstat.NewSampler()
@@ -153,6 +169,7 @@ type Client struct {
 	mu       sync.Mutex
 	cfg      Config
 	interval time.Duration
+	judged   judge               // the reported status and the streaks behind it
 	last     events.Registration // last value written
 	rev      uint64              // its revision; 0 when not registered
 	started  bool
@@ -392,6 +409,7 @@ func (c *Client) beat(ctx context.Context) error {
 		interval = iv
 	}
 	health := c.health(ctx, cfg, interval)
+	health.Status = c.judgeHealth(health.Status, cfg.Hysteresis)
 	now := time.Now().UTC()
 	reg := events.Registration{
 		V: events.RegistrationVersion, ID: cfg.ID, Name: cfg.Name, InstanceKind: cfg.Kind, Region: cfg.Region,

@@ -60,10 +60,19 @@ func (f *fakeSampler) Sample() (sysstat.Reading, error) {
 	return r, nil
 }
 
+// set sets the host's CPU and memory readings (information only).
 func (f *fakeSampler) set(cpu, mem float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.r.HostCPU, f.r.HostMemUsed = cpu, mem
+}
+
+// setProcess sets the process's CPU share of its allowed CPUs and its memory: rss bytes
+// against a limit of 1000 bytes.
+func (f *fakeSampler) setProcess(share float64, rss uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.r.ProcessCPUShare, f.r.ProcessRSSBytes, f.r.MemLimitBytes = share, rss, 1000
 }
 
 func collector(id string) registration.Config {
@@ -219,11 +228,19 @@ func TestHealthChecksAndGeneration(t *testing.T) {
 	if r.Generation != gen {
 		t.Errorf("generation %d after a reading change, want %d", r.Generation, gen)
 	}
-	// CPU above the degraded threshold degrades the instance.
-	fs.set(0.95, 0.25)
+	// A saturated host changes nothing while the process is fine.
+	fs.set(1, 0.99)
+	r = waitFor("host readings", func(r events.Registration) bool { return r.Health.CPU == 1 })
+	if r.Health.Status != events.HealthHealthy || r.Generation != gen {
+		t.Errorf("status %s generation %d on a saturated host, want healthy, %d", r.Health.Status, r.Generation, gen)
+	}
+	// The process's CPU above the degraded threshold degrades the instance.
+	fs.setProcess(0.95, 100)
 	r = waitFor("degraded", func(r events.Registration) bool { return r.Health.Status == events.HealthDegraded })
-	if r.Generation != gen+1 {
-		t.Errorf("generation %d after degrading, want %d", r.Generation, gen+1)
+	// The cpu check's own status changed at the first busy reading (generation + 1),
+	// the reported status WorseAfter readings later (+ 1 again).
+	if r.Generation != gen+2 {
+		t.Errorf("generation %d after degrading, want %d", r.Generation, gen+2)
 	}
 	// A failing custom check makes it unhealthy.
 	diskOK.Store(false)
@@ -269,6 +286,7 @@ func TestCustomCheckFailuresAreContained(t *testing.T) {
 			cfg.Sampler = &fakeSampler{}
 			cfg.CheckTimeout = 50 * time.Millisecond
 			cfg.Checks = []registration.Check{tc.check}
+			cfg.WorseAfter = 1 // judge the one reading
 			c, err := registration.New(nil, cfg, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -408,5 +426,57 @@ func TestFirstHeartbeatMeasuresCPUOverAUsefulWindow(t *testing.T) {
 	}
 	if h := c.Health(context.Background()); h.CPU != 0.5 {
 		t.Fatalf("cpu %v, want the reading taken over a useful window (0.5)", h.CPU)
+	}
+}
+
+// TestHealthJudgesTheProcessWithHysteresis: a process whose host is saturated stays
+// healthy while its own readings are fine; a single bad reading of its own changes
+// nothing; WorseAfter consecutive ones make it unhealthy, and BetterAfter good ones
+// bring it back.
+func TestHealthJudgesTheProcessWithHysteresis(t *testing.T) {
+	t.Parallel()
+	fs := &fakeSampler{}
+	fs.set(1, 1) // the host: every CPU busy, no memory left
+	fs.setProcess(0.2, 100)
+	cfg := collector("busy-host")
+	cfg.Sampler = fs
+	cfg.Hysteresis = registration.Hysteresis{WorseAfter: 3, BetterAfter: 2}
+	c, err := registration.New(nil, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat := func() events.HealthStatus { t.Helper(); return c.Beat(context.Background()) }
+	for i := range 5 {
+		if s := beat(); s != events.HealthHealthy {
+			t.Fatalf("reading %d on a saturated host: %s, want healthy", i, s)
+		}
+	}
+	// The process itself: one busy reading between good ones changes nothing.
+	fs.setProcess(0.99, 100)
+	if s := beat(); s != events.HealthHealthy {
+		t.Fatalf("one unhealthy reading: %s", s)
+	}
+	fs.setProcess(0.2, 100)
+	beat()
+	fs.setProcess(0.99, 100)
+	for i, want := range []events.HealthStatus{events.HealthHealthy, events.HealthHealthy, events.HealthUnhealthy} {
+		if s := beat(); s != want {
+			t.Fatalf("consecutive unhealthy reading %d: %s, want %s", i+1, s, want)
+		}
+	}
+	// Memory against its limit counts too, and recovery needs BetterAfter good readings.
+	fs.setProcess(0.2, 990)
+	if s := beat(); s != events.HealthUnhealthy {
+		t.Fatalf("memory at 99%% of its limit: %s", s)
+	}
+	fs.setProcess(0.2, 100)
+	for i, want := range []events.HealthStatus{events.HealthUnhealthy, events.HealthHealthy} {
+		if s := beat(); s != want {
+			t.Fatalf("good reading %d: %s, want %s", i+1, s, want)
+		}
+	}
+	h := c.Health(context.Background())
+	if h.CPU != 1 || h.Memory != 1 || h.ProcessCPUShare != 0.2 || h.ProcessMemory != 0.1 {
+		t.Fatalf("readings %+v: want the host's as information and the process's judged", h)
 	}
 }

@@ -26,7 +26,8 @@ type SelfParams struct {
 
 // SelfModule registers the running otelfleet service as service.<service>.<instance>
 // (instance = Settings.Instance) with its region, admin address, version and health:
-// CPU and memory from the process and host, plus a "ready" check that is degraded
+// the process's CPU and memory (the host's as information), judged with the hysteresis
+// of Settings.Health, plus a "ready" check that is degraded
 // while any readiness check of the process fails.
 //
 // It registers in the background once the contract's buckets exist, so the app starts
@@ -52,6 +53,7 @@ func startSelf(p SelfParams, service string) error {
 			return readyCheck(p.Readiness)
 		}},
 		Registerer: p.Reg,
+		Hysteresis: p.Settings.Health,
 	}
 	if _, err := cfg.Key(); err != nil {
 		return fmt.Errorf("self registration of %s: %w", service, err)

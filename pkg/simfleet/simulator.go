@@ -301,11 +301,13 @@ func (s memberSampler) Sample() (sysstat.Reading, error) {
 		return sysstat.Reading{}, errors.New("no simulated reading yet")
 	}
 	return sysstat.Reading{
-		At:              r.At,
-		CPUWindow:       time.Duration(r.IntervalMS) * time.Millisecond,
-		ProcessCPU:      r.CPU,
-		HostCPU:         r.CPU,
-		ProcessRSSBytes: r.Memory,
-		HostMemUsed:     min(float64(r.Memory)/simulatedMemoryBytes, 1),
+		At:                r.At,
+		CPUWindow:         time.Duration(r.IntervalMS) * time.Millisecond,
+		ProcessCPU:        r.CPU,
+		ProcessCPUShare:   r.CPU,
+		HostCPU:           r.CPU,
+		ProcessRSSBytes:   r.Memory,
+		HostMemUsed:       min(float64(r.Memory)/simulatedMemoryBytes, 1),
+		HostMemTotalBytes: simulatedMemoryBytes,
 	}, nil
 }

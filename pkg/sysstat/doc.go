@@ -8,7 +8,9 @@
 // memory limit that is visible at the usual mount point
 // (/sys/fs/cgroup/memory.max for cgroup v2,
 // /sys/fs/cgroup/memory/memory.limit_in_bytes for v1), the limit is reported
-// too.
+// too, and so is a CPU quota (cpu.max, or v1's cpu.cfs_quota_us over
+// cpu.cfs_period_us): the process's CPU is also given as a share of the CPUs it
+// may use (the quota, else GOMAXPROCS), which is what health judges.
 //
 // The package never invents numbers: on a platform other than Linux, or when
 // /proc cannot be read, every call returns an error that wraps

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // hostCPUTimes holds the aggregate "cpu" line of /proc/stat, in clock ticks.
@@ -176,4 +177,27 @@ func parseCgroupMemLimit(data []byte) (limit uint64, ok bool, err error) {
 		return 0, false, nil
 	}
 	return v, true, nil
+}
+
+// parseCgroupCPUQuota parses a CPU quota as "QUOTA PERIOD" (cgroup v2 cpu.max,
+// or cgroup v1's cpu.cfs_quota_us and cpu.cfs_period_us joined by a space)
+// and returns QUOTA/PERIOD CPUs. ok is false when the content says there is
+// no quota ("max", or a negative v1 quota).
+func parseCgroupCPUQuota(data []byte) (cpus float64, ok bool, err error) {
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return 0, false, fmt.Errorf("%w: cgroup CPU quota %q: want QUOTA PERIOD", ErrMalformed, data)
+	}
+	if fields[0] == "max" || strings.HasPrefix(fields[0], "-") {
+		return 0, false, nil
+	}
+	quota, err := strconv.ParseUint(fields[0], 10, 64)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: cgroup CPU quota %q: %w", ErrMalformed, fields[0], err)
+	}
+	period, err := strconv.ParseUint(fields[1], 10, 64)
+	if err != nil || period == 0 {
+		return 0, false, fmt.Errorf("%w: cgroup CPU period %q: must be a positive integer", ErrMalformed, fields[1])
+	}
+	return float64(quota) / float64(period), quota > 0, nil
 }

@@ -232,3 +232,43 @@ func TestParseCgroupMemLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestParseCgroupCPUQuota(t *testing.T) {
+	for _, tt := range []struct {
+		in     string
+		cpus   float64
+		ok     bool
+		hasErr bool
+	}{
+		{"150000 100000\n", 1.5, true, false},
+		{"max 100000", 0, false, false},
+		{"-1 100000", 0, false, false},
+		{"0 100000", 0, false, false},
+		{"100000", 0, false, true},
+		{"x 100000", 0, false, true},
+		{"100000 0", 0, false, true},
+	} {
+		cpus, ok, err := parseCgroupCPUQuota([]byte(tt.in))
+		if cpus != tt.cpus || ok != tt.ok || (err != nil) != tt.hasErr {
+			t.Errorf("%q: %v %v %v", tt.in, cpus, ok, err)
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v does not wrap ErrMalformed", tt.in, err)
+		}
+	}
+}
+
+func FuzzParseCgroupCPUQuota(f *testing.F) {
+	for _, s := range []string{"150000 100000", "max 100000", "-1 100000", "", "1 2 3"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cpus, ok, err := parseCgroupCPUQuota(data)
+		if err != nil && (ok || cpus != 0) {
+			t.Fatalf("error with a result: %v %v %v", cpus, ok, err)
+		}
+		if ok && !(cpus > 0) {
+			t.Fatalf("ok with %v CPUs", cpus)
+		}
+	})
+}

@@ -65,6 +65,28 @@ type Reading struct {
 	// is no such limit or it cannot be read. Nested cgroups not visible at
 	// the mount root (no cgroup namespace) are not inspected.
 	MemLimitBytes uint64
+	// AllowedCPUs is how many CPUs the process may use: the cgroup CPU quota
+	// (cpu.max, or cpu.cfs_quota_us / cpu.cfs_period_us) when one is visible,
+	// else GOMAXPROCS, never more than the machine's CPUs.
+	AllowedCPUs float64
+	// ProcessCPUShare is the CPU time this process used during CPUWindow as a
+	// fraction of its AllowedCPUs, in [0,1]: how busy the process is against
+	// what it may use, whatever else runs on the host. 0 on the first call.
+	ProcessCPUShare float64
+}
+
+// ProcessMemory returns the process's resident memory as a fraction of its
+// limit, in [0,1]: the cgroup limit when there is one, else the host's memory.
+// 0 when neither is known.
+func (r Reading) ProcessMemory() float64 {
+	limit := r.MemLimitBytes
+	if limit == 0 {
+		limit = r.HostMemTotalBytes
+	}
+	if limit == 0 {
+		return 0
+	}
+	return clamp01(float64(r.ProcessRSSBytes) / float64(limit))
 }
 
 // Sampler takes [Reading]s and keeps the previous CPU counters needed to
@@ -78,6 +100,7 @@ type Sampler struct {
 	procRoot   string
 	cgroupRoot string
 	numCPU     int
+	maxProcs   func() int
 	pageSize   uint64
 	now        func() time.Time
 
@@ -96,6 +119,7 @@ func NewSampler() *Sampler {
 		procRoot:   "/proc",
 		cgroupRoot: "/sys/fs/cgroup",
 		numCPU:     runtime.NumCPU(),
+		maxProcs:   func() int { return runtime.GOMAXPROCS(0) },
 		pageSize:   uint64(os.Getpagesize()),
 		now:        time.Now,
 	}
@@ -159,10 +183,12 @@ func (s *Sampler) Sample() (Reading, error) {
 		HostMemUsed:       clamp01(1 - float64(mem.available)/float64(mem.total)),
 		HostMemTotalBytes: mem.total,
 		MemLimitBytes:     s.cgroupMemLimit(mem.total),
+		AllowedCPUs:       s.allowedCPUs(),
 	}
 	if s.primed {
 		r.CPUWindow = at.Sub(s.prevAt)
-		r.ProcessCPU = processFraction(s.prevTicks, ticks, r.CPUWindow, s.numCPU)
+		r.ProcessCPU = processFraction(s.prevTicks, ticks, r.CPUWindow, float64(s.numCPU))
+		r.ProcessCPUShare = processFraction(s.prevTicks, ticks, r.CPUWindow, r.AllowedCPUs)
 		r.HostCPU = hostFraction(s.prevHostCP, host)
 	}
 	s.primed, s.prevAt, s.prevTicks, s.prevHostCP = true, at, ticks, host
@@ -225,14 +251,46 @@ func (s *Sampler) cgroupMemLimit(hostTotal uint64) uint64 {
 	return 0
 }
 
+// allowedCPUs returns the CPUs the process may use: the cgroup quota when one
+// is visible, else GOMAXPROCS, at most the machine's CPUs and at least a
+// hundredth of one. Unreadable cgroup files mean "no quota".
+func (s *Sampler) allowedCPUs() float64 {
+	n := float64(s.numCPU)
+	if s.maxProcs != nil {
+		n = min(n, float64(s.maxProcs()))
+	}
+	for _, name := range []string{"cpu.max", "cpu/cpu.cfs_quota_us"} {
+		data, err := os.ReadFile(filepath.Join(s.cgroupRoot, name))
+		if err != nil {
+			continue
+		}
+		if name == "cpu/cpu.cfs_quota_us" { // cgroup v1: quota and period in two files
+			period, perr := os.ReadFile(filepath.Join(s.cgroupRoot, "cpu/cpu.cfs_period_us"))
+			if perr != nil {
+				break
+			}
+			data = append(bytes.TrimSpace(data), ' ')
+			data = append(data, bytes.TrimSpace(period)...)
+		}
+		if quota, ok, err := parseCgroupCPUQuota(data); err == nil && ok {
+			n = min(n, quota)
+		}
+		break
+	}
+	if s.numCPU > 0 {
+		n = min(n, float64(s.numCPU))
+	}
+	return max(n, 0.01)
+}
+
 // processFraction converts a tick delta over a wall-time window into a
-// fraction of numCPU cores, clamped to [0,1].
-func processFraction(prevTicks, ticks uint64, window time.Duration, numCPU int) float64 {
-	if window <= 0 || numCPU <= 0 || ticks < prevTicks {
+// fraction of cpus cores, clamped to [0,1].
+func processFraction(prevTicks, ticks uint64, window time.Duration, cpus float64) float64 {
+	if window <= 0 || cpus <= 0 || ticks < prevTicks {
 		return 0
 	}
 	cpuSeconds := float64(ticks-prevTicks) / clockTicksPerSecond
-	return clamp01(cpuSeconds / (window.Seconds() * float64(numCPU)))
+	return clamp01(cpuSeconds / (window.Seconds() * cpus))
 }
 
 // hostFraction returns 1 − Δidle/Δtotal, clamped to [0,1]. Counters that did

@@ -296,27 +296,29 @@ func TestRealProcCPURisesUnderLoad(t *testing.T) {
 	stop := spin()
 	defer stop()
 
-	// One busy goroutine is one core, i.e. 1/NumCPU of the machine. Accept
-	// half of that to tolerate a loaded test machine. Poll every 200ms (20
-	// clock ticks, so the window is not all rounding) until the load shows or
-	// the deadline passes; the test goroutine blocks in between so that the
-	// CPU it measures is the spinner's.
-	want := 0.5 / float64(runtime.NumCPU())
+	// The readings must account for the CPU the spinner burns: summed over the windows,
+	// ProcessCPU × window × NumCPU is the CPU time /proc counted meanwhile, whatever share
+	// of a core a loaded test machine leaves the spinner. Poll every 200ms (20 clock
+	// ticks) until 0.2 CPU-seconds have been read or the deadline passes.
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
 	deadline := time.After(10 * time.Second)
-	var last Reading
+	var read float64
+	var hostBusy bool
 poll:
-	for {
+	for read < 0.2 {
 		select {
 		case <-deadline:
-			t.Fatalf("under load: ProcessCPU=%v HostCPU=%v, want both >= %v", last.ProcessCPU, last.HostCPU, want)
+			break poll
 		case <-ticker.C:
-			if last, err = s.Sample(); err != nil {
+			r, err := s.Sample()
+			if err != nil {
 				t.Fatalf("Sample: %v", err)
 			}
-			if last.ProcessCPU >= want && last.HostCPU >= want {
-				break poll
+			read += r.ProcessCPU * r.CPUWindow.Seconds() * float64(runtime.NumCPU())
+			hostBusy = hostBusy || r.HostCPU > 0
+			if r.ProcessCPUShare < r.ProcessCPU-1e-9 {
+				t.Fatalf("share of the allowed CPUs %v below the share of the machine %v", r.ProcessCPUShare, r.ProcessCPU)
 			}
 		}
 	}
@@ -324,8 +326,13 @@ poll:
 	if err != nil {
 		t.Fatalf("ProcessCPUSeconds: %v", err)
 	}
-	if after-before < 0.1 {
-		t.Errorf("ProcessCPUSeconds grew by %v s while spinning, want >= 0.1", after-before)
+	if read < 0.1 || !hostBusy {
+		t.Fatalf("while spinning the readings add up to %v CPU-seconds (host busy seen: %v), want >= 0.1", read, hostBusy)
+	}
+	// The readings cover from the first Sample to the last; /proc from before to after
+	// (a little wider). Ticks are 10ms.
+	if got := after - before; read > got+0.02 || read < got-0.1 {
+		t.Errorf("readings add up to %v CPU-seconds, /proc counted %v", read, got)
 	}
 }
 
@@ -352,5 +359,64 @@ func TestSamplerConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestSamplerCPUShare: the process's CPU share is against the CPUs it may use (the
+// cgroup quota, else GOMAXPROCS), not the whole machine.
+func TestSamplerCPUShare(t *testing.T) {
+	tests := []struct {
+		name     string
+		files    map[string]string
+		maxProcs int
+		allowed  float64
+	}{
+		{name: "no quota: every CPU", allowed: 4},
+		{name: "GOMAXPROCS below the CPUs", maxProcs: 2, allowed: 2},
+		{name: "v2 quota", files: map[string]string{"cpu.max": "50000 100000\n"}, allowed: 0.5},
+		{name: "v2 unlimited", files: map[string]string{"cpu.max": "max 100000\n"}, allowed: 4},
+		{name: "v1 quota", files: map[string]string{"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, allowed: 2},
+		{name: "v1 unlimited", files: map[string]string{"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, allowed: 4},
+		{name: "quota above the CPUs", files: map[string]string{"cpu.max": "800000 100000\n"}, allowed: 4},
+		{name: "unparsable is ignored", files: map[string]string{"cpu.max": "lots\n"}, allowed: 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeProc(t, 4)
+			if tt.maxProcs > 0 {
+				f.sampler.maxProcs = func() int { return tt.maxProcs }
+			}
+			for name, content := range tt.files {
+				f.write(filepath.Join(f.cgroup, name), content)
+			}
+			f.set(0, 0, 0, 0, 1, 8<<20, 4<<20)
+			f.sample()
+			// 1 CPU-second over 2 s, on a host whose CPUs are all busy.
+			f.now = f.now.Add(2 * time.Second)
+			f.set(50, 50, 800, 0, 1, 8<<20, 4<<20)
+			r := f.sample()
+			if !approx(r.AllowedCPUs, tt.allowed) {
+				t.Fatalf("AllowedCPUs = %v, want %v", r.AllowedCPUs, tt.allowed)
+			}
+			if want := min(0.5/tt.allowed, 1); !approx(r.ProcessCPUShare, want) || !approx(r.ProcessCPU, 0.125) || r.HostCPU != 1 {
+				t.Fatalf("share %v (want %v), process %v (want 0.125), host %v (want 1)", r.ProcessCPUShare, want, r.ProcessCPU, r.HostCPU)
+			}
+		})
+	}
+}
+
+func TestReadingProcessMemory(t *testing.T) {
+	for _, tt := range []struct {
+		r    Reading
+		want float64
+	}{
+		{Reading{ProcessRSSBytes: 1 << 30, HostMemTotalBytes: 8 << 30}, 0.125},
+		{Reading{ProcessRSSBytes: 1 << 30, HostMemTotalBytes: 8 << 30, MemLimitBytes: 2 << 30}, 0.5},
+		{Reading{ProcessRSSBytes: 4 << 30, MemLimitBytes: 2 << 30}, 1},
+		{Reading{ProcessRSSBytes: 1 << 30}, 0},
+	} {
+		if got := tt.r.ProcessMemory(); !approx(got, tt.want) {
+			t.Errorf("%+v: ProcessMemory = %v, want %v", tt.r, got, tt.want)
+		}
 	}
 }

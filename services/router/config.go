@@ -10,6 +10,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
+	"github.com/otelfleet/otelfleet/services/router/internal/backends"
 	"github.com/otelfleet/otelfleet/services/router/internal/balance"
 	"github.com/otelfleet/otelfleet/services/router/internal/export"
 )
@@ -58,6 +59,11 @@ type Config struct {
 	// the latest readings (flag --rebalance-interval, env ROUTER_REBALANCE_INTERVAL;
 	// default 10s). Membership changes rebuild at once regardless.
 	RebalanceInterval time.Duration
+	// UnhealthyReports is how many consecutive load reports of a backend must say
+	// unhealthy before its reports take it out of the tables (flag
+	// --backend-unhealthy-reports, env ROUTER_BACKEND_UNHEALTHY_REPORTS; default 3): one
+	// busy second must not move traces. 1 acts on every report.
+	UnhealthyReports int
 	// ExportProtocol is how backends are fed: grpc or http (flag --export-protocol, env
 	// ROUTER_EXPORT_PROTOCOL; default grpc).
 	ExportProtocol string
@@ -118,7 +124,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes: 8 * mib, MaxDecompressedBytes: 32 * mib, MemoryLimit: 256 * mib,
 		Strategy: string(balance.BoundedLoad), LoadFactor: 1.05, RebalanceInterval: 10 * time.Second,
 		ExportProtocol: "grpc", ExportCompression: "gzip", ExportTimeout: 5 * time.Second,
-		QueueBytes: 64 * mib, ReportInterval: time.Second,
+		QueueBytes: 64 * mib, ReportInterval: time.Second, UnhealthyReports: backends.DefaultUnhealthyReports,
 		Ack: AckDelivered, AckTimeout: 10 * time.Second, AckLinger: export.DefaultAckLinger,
 	}
 }
@@ -131,9 +137,10 @@ func (c *Config) Bind(k *knobs.Set) {
 	k.Int(&c.MaxRequestBytes, "max-request-bytes", "ROUTER_MAX_REQUEST_BYTES", c.MaxRequestBytes, "largest OTLP request body accepted, as received (compressed), in bytes")
 	k.Int(&c.MaxDecompressedBytes, "max-decompressed-bytes", "ROUTER_MAX_DECOMPRESSED_BYTES", c.MaxDecompressedBytes, "largest OTLP request body accepted after decompression, in bytes")
 	k.Int(&c.MemoryLimit, "memory-limit", "ROUTER_MEMORY_LIMIT", c.MemoryLimit, "bytes held for requests in flight and backend queues; above it clients get UNAVAILABLE / 503 with a retry delay")
-	k.String(&c.Strategy, "balance-strategy", "ROUTER_BALANCE_STRATEGY", c.Strategy, "backend choice: bounded_load, consistent_hash, round_robin, weighted_round_robin, least_connections, intelligent")
+	k.String(&c.Strategy, "balance-strategy", "ROUTER_BALANCE_STRATEGY", c.Strategy, "backend choice: "+balance.Names())
 	k.Float(&c.LoadFactor, "load-factor", "ROUTER_LOAD_FACTOR", c.LoadFactor, "bounded_load's c: no backend above c × its fair share (> 1)")
 	k.Duration(&c.RebalanceInterval, "rebalance-interval", "ROUTER_REBALANCE_INTERVAL", c.RebalanceInterval, "how often load-aware strategies rebuild their tables from the latest readings")
+	k.Int(&c.UnhealthyReports, "backend-unhealthy-reports", "ROUTER_BACKEND_UNHEALTHY_REPORTS", c.UnhealthyReports, "consecutive unhealthy load reports before a backend leaves the tables")
 	k.String(&c.ExportProtocol, "export-protocol", "ROUTER_EXPORT_PROTOCOL", c.ExportProtocol, "protocol to the backends: grpc or http")
 	k.String(&c.ExportCompression, "export-compression", "ROUTER_EXPORT_COMPRESSION", c.ExportCompression, "compression to the backends: gzip, zstd or none")
 	k.Duration(&c.ExportTimeout, "export-timeout", "ROUTER_EXPORT_TIMEOUT", c.ExportTimeout, "timeout of one export call to a backend")
@@ -194,6 +201,9 @@ func (c Config) Validate() error {
 	}
 	if c.RebalanceInterval < 100*time.Millisecond || c.RebalanceInterval > time.Hour {
 		bad("--rebalance-interval %v: must be in [100ms, 1h]", c.RebalanceInterval)
+	}
+	if c.UnhealthyReports < 1 || c.UnhealthyReports > 1000 {
+		bad("--backend-unhealthy-reports %d: must be in [1, 1000]", c.UnhealthyReports)
 	}
 	if c.ExportProtocol != "grpc" && c.ExportProtocol != "http" {
 		bad("--export-protocol %q: want grpc or http", c.ExportProtocol)

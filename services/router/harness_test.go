@@ -127,7 +127,7 @@ type backend struct {
 	stop    sync.Once
 
 	// host, when set, is where its registration reads the host CPU.
-	host *hostCPU
+	host *processCPU
 	// hold, when set before traffic, makes Export wait until it is closed (a stuck backend).
 	hold chan struct{}
 	// entered counts trace Export calls that started (a held one included).
@@ -189,18 +189,19 @@ type fixedReadings struct{}
 
 func (fixedReadings) Sample() (sysstat.Reading, error) { return sysstat.Reading{}, nil }
 
-// hostCPU is a registration sampler whose host CPU reading a test sets (0 to 1).
-type hostCPU struct{ busy atomic.Uint64 } // math.Float64bits
+// processCPU is a registration sampler whose process CPU share (of its allowed CPUs) a
+// test sets (0 to 1); the host reads fully busy throughout, which health ignores.
+type processCPU struct{ busy atomic.Uint64 } // math.Float64bits
 
-func (h *hostCPU) Sample() (sysstat.Reading, error) {
-	return sysstat.Reading{HostCPU: math.Float64frombits(h.busy.Load())}, nil
+func (h *processCPU) Sample() (sysstat.Reading, error) {
+	return sysstat.Reading{HostCPU: 1, ProcessCPUShare: math.Float64frombits(h.busy.Load())}, nil
 }
 
-func (h *hostCPU) set(f float64) { h.busy.Store(math.Float64bits(f)) }
+func (h *processCPU) set(f float64) { h.busy.Store(math.Float64bits(f)) }
 
-// withHost makes b's registration read its host CPU from h; b may start unhealthy, so
+// withCPU makes b's registration read its process CPU from h; b may start unhealthy, so
 // addBackend does not wait for it to enter the tables.
-func withHost(h *hostCPU) func(*backend) { return func(b *backend) { b.host = h } }
+func withCPU(h *processCPU) func(*backend) { return func(b *backend) { b.host = h } }
 
 // addBackend starts and registers a backend and waits until the router routes to it.
 func (e *env) addBackend(id string, opts ...func(*backend)) *backend {

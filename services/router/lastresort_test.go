@@ -9,16 +9,17 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 )
 
-// TestSaturatedBackendsAreALastResort: a backend whose host is saturated (registration
-// unhealthy at 98 % host CPU) gets no traffic while another can take it; when every
+// TestSaturatedBackendsAreALastResort: a backend whose process is saturated (registration
+// unhealthy at 98 % of its allowed CPUs, after consecutive readings; its host reads fully
+// busy throughout and changes nothing) gets no traffic while another can take it; when every
 // backend is unhealthy the router sends to them rather than refusing everything (logged
 // and counted once), and leaves them as soon as one is healthy again.
 func TestSaturatedBackendsAreALastResort(t *testing.T) {
 	e := startRouter(t, testConfig())
 	e.putGlobal(unlimited())
 	e.putDecision(1)
-	h1, h2 := &hostCPU{}, &hostCPU{}
-	b1, b2 := e.addBackend("b1", withHost(h1)), e.addBackend("b2", withHost(h2))
+	h1, h2 := &processCPU{}, &processCPU{}
+	b1, b2 := e.addBackend("b1", withCPU(h1)), e.addBackend("b2", withCPU(h2))
 	const k1, k2 = "collector." + testRegion + ".b1", "collector." + testRegion + ".b2"
 	inTables := func(want ...string) func() bool {
 		return func() bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/loadmon"
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
@@ -26,6 +27,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/platform"
 	"github.com/otelfleet/otelfleet/pkg/registration"
 	"github.com/otelfleet/otelfleet/services/router/internal/backends"
+	"github.com/otelfleet/otelfleet/services/router/internal/balance"
 	"github.com/otelfleet/otelfleet/services/router/internal/export"
 	"github.com/otelfleet/otelfleet/services/router/internal/ratelimit"
 )
@@ -221,13 +223,18 @@ func (s *Service) Ready() <-chan struct{} { return s.readyCh }
 func (s *Service) Start(b *natsconn.Buckets) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	set := backends.New(s.d.NC, s.d.JS, b.Registry, backends.Config{
-		NS: s.d.NS, Log: s.log.With("component", "backends"), Registerer: s.d.Registerer,
+	set := backends.New(backends.Config{
+		Log: s.log.With("component", "backends"), Registerer: s.d.Registerer, UnhealthyReports: s.cfg.UnhealthyReports,
 	}, func(list []backends.Backend) {
 		s.rebuild(list, "membership")
 	})
+	// One fleet view (registry and load stream) serves the backend set and peer demand.
+	vc := fleetview.Config{NS: s.d.NS, Log: s.log.With("component", "fleetview")}
+	set.Count(&vc)
+	view := fleetview.New(vc)
+	s.goRun(func() { view.Run(ctx, s.d.NC, s.d.JS, b.Registry) })
 	s.goRun(func() {
-		if err := set.Run(ctx, s.backendsIn); err != nil && ctx.Err() == nil {
+		if err := set.Run(ctx, view, s.backendsIn); err != nil && ctx.Err() == nil {
 			s.log.Error("backend set stopped; the tables in force stay", "err", err)
 		}
 	})
@@ -240,7 +247,7 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	s.goRun(func() { s.housekeep(ctx) })
 	s.goRun(func() { s.becomeReady(ctx) })
 	s.goRun(func() { s.register(ctx, b.Registry) })
-	s.goRun(func() { s.runPeers(ctx, b.Registry) })
+	s.goRun(func() { s.runPeers(ctx, view) })
 	s.goRun(func() { s.publishStatus(ctx) })
 }
 
@@ -274,7 +281,7 @@ func (s *Service) housekeep(ctx context.Context) {
 	mem := time.NewTicker(50 * time.Millisecond)
 	defer mem.Stop()
 	var rebalance <-chan time.Time
-	if loadAware(s.cfg.balanceConfig().Strategy) {
+	if balance.LoadAware(s.cfg.balanceConfig().Strategy) {
 		t := time.NewTicker(s.cfg.RebalanceInterval)
 		defer t.Stop()
 		rebalance = t.C

@@ -112,15 +112,6 @@ func (t *tables) targets(list []backends.Backend) []export.Target {
 	return out
 }
 
-// loadAware reports whether s rebuilds on readings as well as on membership changes.
-func loadAware(s balance.Strategy) bool {
-	switch s {
-	case balance.BoundedLoad, balance.LeastConnections, balance.Intelligent, balance.WeightedRoundRobin:
-		return true
-	}
-	return false
-}
-
 // rebuild rebuilds the tables from the latest backend list and publishes them, then
 // tells the exporter. It is called from the backend set's goroutine and the rebalance
 // loop, one at a time.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
-	"github.com/otelfleet/otelfleet/pkg/registered"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -18,8 +18,7 @@ import (
 // serving (precomputed Jaeger responses). bytes/decision is the stored value's size.
 func BenchmarkDecision10kServices(b *testing.B) {
 	const services, collectors = 10_000, 100
-	members := registered.NewSet()
-	loads := NewLoads(time.Hour, members, nil)
+	loads := testLoads(time.Hour)
 	now := time.Now()
 	for c := range collectors {
 		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
@@ -29,8 +28,7 @@ func BenchmarkDecision10kServices(b *testing.B) {
 			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%05d", s), SpansPerSec: q})
 			r.QPS += q
 		}
-		members.Put(&events.Registration{Region: r.Region, ID: r.Collector})
-		loads.Add(r, now)
+		add(loads, r, now)
 	}
 	g := fleetconfig.Defaults().Global
 	g.SamplingStrategies = append(g.SamplingStrategies, fleetconfig.Strategy{Type: fleetconfig.StrategyCostBased, BudgetPerHour: new(1e6), CostPerSpan: new(1e-3)})
@@ -53,42 +51,31 @@ func BenchmarkDecision10kServices(b *testing.B) {
 	b.ReportMetric(float64(size), "bytes/decision")
 }
 
-// BenchmarkLoadsObserve100k sums the reports of 100,000 collectors (5 services each),
-// without the registered rule and with it (every collector registered: the rule's cost
-// is one set lookup per collector per decision).
+// BenchmarkLoadsObserve100k sums the reports of 100,000 registered collectors (5
+// services each) from the fleet view's snapshot.
 func BenchmarkLoadsObserve100k(b *testing.B) {
 	const collectors = 100_000
 	now := time.Now()
-	members := registered.NewSet()
-	for _, bc := range []struct {
-		name    string
-		members Members
-	}{{"no rule", nil}, {"registered only", members}} {
-		b.Run(bc.name, func(b *testing.B) {
-			loads := NewLoads(time.Hour, bc.members, nil)
-			for c := range collectors {
-				r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, QPS: 10, Capacity: 100}
-				for s := range 5 {
-					r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%d", (c+s)%50), SpansPerSec: 2})
-				}
-				members.Put(&events.Registration{Region: r.Region, ID: r.Collector})
-				loads.Add(r, now)
-			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if obs := loads.Observe(now); obs.Collectors != collectors {
-					b.Fatal(obs.Collectors)
-				}
-			}
-		})
+	loads := testLoads(time.Hour)
+	for c := range collectors {
+		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, QPS: 10, Capacity: 100}
+		for s := range 5 {
+			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%d", (c+s)%50), SpansPerSec: 2})
+		}
+		add(loads, r, now)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if obs := loads.Observe(now); obs.Collectors != collectors {
+			b.Fatal(obs.Collectors)
+		}
 	}
 }
 
 // BenchmarkLoadsAddUnregisteredFlood adds reports of collectors that never registered
 // once the waiting table is full: the cost of each report of a flood.
 func BenchmarkLoadsAddUnregisteredFlood(b *testing.B) {
-	members := registered.NewSet()
-	loads := NewLoads(time.Hour, members, nil)
+	loads := testLoads(time.Hour)
 	now := time.Now()
 	reports := make([]events.LoadReport, 2*MaxWaitingCollectors)
 	for i := range reports {
@@ -97,7 +84,22 @@ func BenchmarkLoadsAddUnregisteredFlood(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		loads.Add(reports[i%len(reports)], now)
+		loads.View().PutReport(&reports[i%len(reports)], now)
 		i++
 	}
+}
+
+// testLoads returns the sums over a fresh fleet view with the sampler's bounds.
+func testLoads(ttl time.Duration) *Loads {
+	return NewLoads(ttl, newView(ttl, time.Now, nil, fleetview.Config{}))
+}
+
+// add registers r's collector (or router) and records r as received at seen.
+func add(l *Loads, r events.LoadReport, seen time.Time) fleetview.Outcome {
+	reg := &events.Registration{V: 1, InstanceKind: events.KindCollector, Region: r.Region, ID: r.Collector}
+	if r.Role == events.RoleRouter {
+		reg.InstanceKind, reg.Name = events.KindService, events.ServiceRouter
+	}
+	l.View().PutRegistration(reg)
+	return l.View().PutReport(&r, seen)
 }

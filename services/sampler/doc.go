@@ -8,10 +8,10 @@
 //
 // Run any number of replicas. Every replica
 //
-//   - follows the registered collectors (pkg/registered, the rule topology uses too)
-//     and consumes the OTLP_LOAD stream (an ordered consumer starting at the last report
-//     of every collector), keeping each registered collector's latest report, which
-//     counts for Config.ReportTTL after the NATS server stored it: fleet spans/s per
+//   - follows the fleet (pkg/fleetview: the registry and the OTLP_LOAD stream, by the
+//     rule topology and the router use too), whose snapshots hold each registered
+//     collector's latest report, which counts for Config.ReportTTL after this replica
+//     received it: fleet spans/s per
 //     service is the sum over live registered collectors (reports of unregistered ones
 //     wait, uncounted and bounded by MaxWaitingCollectors, for their registration);
 //   - watches the stored decision and serves it: GET /sampling?service=NAME on

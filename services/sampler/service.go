@@ -22,13 +22,12 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/election"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/kvwatch"
 	"github.com/otelfleet/otelfleet/pkg/lease"
-	"github.com/otelfleet/otelfleet/pkg/loadreport"
 	"github.com/otelfleet/otelfleet/pkg/microapi"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/platform"
-	"github.com/otelfleet/otelfleet/pkg/registered"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -76,11 +75,6 @@ type Service struct {
 
 	kick chan struct{} // a config change: decide now
 
-	// members are the registered collectors and routers the registered OTLP routers:
-	// only their reports count.
-	members *registered.Set
-	routers *registered.RouterSet
-
 	mu     sync.Mutex
 	addr   net.Addr // the Jaeger API's listen address, once listening
 	store  *Store
@@ -91,13 +85,11 @@ type Service struct {
 	storedAt time.Time
 	started  bool
 
-	ready      chan struct{} // the stored decision (or its absence) is loaded
-	readyOnce  sync.Once
-	synced     chan struct{} // the load reports held by the stream are replayed
-	syncedOnce sync.Once
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
+	ready     chan struct{} // the stored decision (or its absence) is loaded
+	readyOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // New returns a replica; Start starts it once the contract's buckets exist.
@@ -123,16 +115,16 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("sampler: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	members, routers := registered.NewSet(), registered.NewRouterSet()
 	s := &Service{
-		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), loads: NewLoads(cfg.ReportTTL, members, routers), members: members, routers: routers, now: now,
-		kick: make(chan struct{}, 1), ready: make(chan struct{}), synced: make(chan struct{}),
+		cfg: cfg, d: d, log: d.Log, m: m, api: NewAPI(m.api), now: now,
+		kick: make(chan struct{}, 1), ready: make(chan struct{}),
 		ctx: ctx, cancel: cancel, storedAt: now(),
 	}
 	if err := m.decisionAge(d.Registerer, s.decisionAge, cfg.Interval); err != nil {
 		cancel()
 		return nil, fmt.Errorf("sampler: %w", err)
 	}
+	s.loads = NewLoads(cfg.ReportTTL, newView(cfg.ReportTTL, now, s.counted, fleetview.Config{NS: d.NS, Log: d.Log}))
 	d.Config.OnChange(func(configwatch.Snapshot) {
 		select {
 		case s.kick <- struct{}{}:
@@ -186,34 +178,14 @@ func (s *Service) Start(b *natsconn.Buckets) {
 	if key, err := events.LeaseKey(events.ServiceSampler); err == nil && b.Leases != nil {
 		s.store.FencedBy(lease.NewKV(s.d.NC, b.Leases, key), s.log)
 	}
-	collectorsLoaded, routersLoaded := make(chan struct{}), make(chan struct{})
-	s.wg.Add(5)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
-		registered.Watch(s.ctx, s.d.NC, b.Registry, s.members, registered.Options{
-			Log: s.log, Loaded: func() { close(collectorsLoaded) },
-		})
+		s.loads.View().Run(s.ctx, s.d.NC, s.d.JS, b.Registry)
 	}()
 	go func() {
 		defer s.wg.Done()
-		registered.WatchRouters(s.ctx, s.d.NC, b.Registry, s.routers, registered.Options{
-			Log: s.log, Loaded: func() { close(routersLoaded) },
-		})
-	}()
-	go func() {
-		defer s.wg.Done()
-		for _, loaded := range []chan struct{}{collectorsLoaded, routersLoaded} {
-			select {
-			case <-loaded:
-			case <-s.ctx.Done():
-				return
-			}
-		}
-		s.consumeLoads()
-	}()
-	go func() {
-		defer s.wg.Done()
-		// Followers never sum the reports; forget dead collectors all the same.
+		// Reports waiting for a registration that never came are forgotten.
 		t := time.NewTicker(s.cfg.ReportTTL)
 		defer t.Stop()
 		for {
@@ -221,7 +193,7 @@ func (s *Service) Start(b *natsconn.Buckets) {
 			case <-s.ctx.Done():
 				return
 			case <-t.C:
-				s.loads.Prune(s.now())
+				s.loads.View().Prune(s.now())
 			}
 		}
 	}()
@@ -303,43 +275,23 @@ func (s *Service) installProvisionalLocked() {
 	s.install(&d)
 }
 
-// consumeLoads follows the load stream (see loadreport.Follower.Follow).
-func (s *Service) consumeLoads() {
-	loadreport.Follower{NC: s.d.NC, JS: s.d.JS, NS: s.d.NS, Log: s.log}.Follow(s.ctx, s.ingest, func() {
-		s.syncedOnce.Do(func() { close(s.synced) })
-	})
-}
-
-// ingest records one load report; a malformed one is counted and dropped.
-func (s *Service) ingest(msg jetstream.Msg) {
-	seen := s.now()
-	if md, err := msg.Metadata(); err == nil && !md.Timestamp.IsZero() {
-		seen = md.Timestamp
-	}
-	root, _, _, err := loadreport.ParseSubject(msg.Subject())
-	if err == nil && root != s.d.NS.Root() {
-		err = fmt.Errorf("subject %q: root %q, want %q", msg.Subject(), root, s.d.NS.Root())
-	}
-	var r events.LoadReport
-	if err == nil {
-		r, err = loadreport.DecodeJetStream(msg)
-	}
+// counted counts one load report the fleet view read.
+func (s *Service) counted(o fleetview.Outcome, subject string, _ []byte, err error) {
 	if err != nil {
 		s.m.reports.WithLabelValues("invalid").Inc()
-		s.log.Debug("load report rejected", "subject", msg.Subject(), "err", err)
 		return
 	}
-	switch s.loads.Add(r, seen) {
-	case Counted:
+	switch o {
+	case fleetview.Counted, fleetview.Outdated:
 		s.m.reports.WithLabelValues("ok").Inc()
-	case Waiting:
+	case fleetview.Waiting:
 		s.m.reports.WithLabelValues("unregistered").Inc()
-	case WaitingLimit:
+	case fleetview.WaitingLimit:
 		s.m.reports.WithLabelValues("unregistered_limit").Inc()
-		s.log.Debug("load report dropped: too many unregistered collectors waiting", "subject", msg.Subject(), "limit", MaxWaitingCollectors)
-	case CollectorLimit:
+		s.log.Debug("load report dropped: too many unregistered collectors waiting", "subject", subject, "limit", MaxWaitingCollectors)
+	case fleetview.ReportingLimit:
 		s.m.reports.WithLabelValues("collector_limit").Inc()
-		s.log.Debug("load report dropped: too many collectors tracked", "subject", msg.Subject(), "limit", MaxTrackedCollectors)
+		s.log.Debug("load report dropped: too many collectors tracked", "subject", subject, "limit", MaxTrackedCollectors)
 	}
 }
 
@@ -355,7 +307,7 @@ func (s *Service) Lead(t election.Term) {
 	// fleet; a replica that was following has long been synced.
 	wait := time.NewTimer(min(s.cfg.Interval, 3*time.Second))
 	select {
-	case <-s.synced:
+	case <-s.loads.View().CaughtUp():
 	case <-wait.C:
 	case <-t.Ctx.Done():
 		wait.Stop()

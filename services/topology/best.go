@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 )
 
 // ErrNoCollector is returned by Best when no region has an eligible collector (healthy,
@@ -44,31 +45,11 @@ func ineligible(c *Collector) string {
 // spare is the qps a collector can still take.
 func spare(c *Collector) float64 { return math.Max(0, c.CapacityQPS-c.QPS) }
 
-// Score rates collector c in [0, 1], higher is better, as the weighted mean of three
-// terms (a weighted score of load, latency and spare capacity, normalised by the weights'
-// sum):
-//
-//	load     = 1 - utilisation (clamped to [0, 1])
-//	latency  = 1 / (1 + avg latency in ms)
-//	capacity = c's spare qps / maxSpare (the largest spare qps among the candidates)
-//
-// maxSpare <= 0 makes the capacity term 0. w must be valid (Weights.Validate).
+// Score rates collector c in [0, 1], higher is better: fleetview.Score (the formula the
+// router's intelligent strategy uses too) of its utilisation, average latency and spare
+// qps, against maxSpare, the largest spare qps among the candidates.
 func Score(w Weights, c *Collector, maxSpare float64) float64 {
-	sum := w.Load + w.Latency + w.Capacity
-	if !(sum > 0) {
-		return 0
-	}
-	load := 1 - math.Min(1, math.Max(0, c.Utilization))
-	latency := 1 / (1 + math.Max(0, c.AvgLatencyMS))
-	var capacity float64
-	if maxSpare > 0 {
-		capacity = math.Min(1, spare(c)/maxSpare)
-	}
-	s := (w.Load*load + w.Latency*latency + w.Capacity*capacity) / sum
-	if !finite(s) {
-		return 0
-	}
-	return s
+	return fleetview.Score(w, fleetview.Reading{Utilization: c.Utilization, LatencyMS: c.AvgLatencyMS, Spare: spare(c)}, maxSpare)
 }
 
 // Choice is what Best chose.
@@ -210,7 +191,7 @@ func (s *Service) BestOf(req BestRequest) (BestReply, error) {
 	if req.CapacityWeight != nil {
 		w.Capacity = *req.CapacityWeight
 	}
-	if err := w.Validate(); err != nil {
+	if err := validateWeights(w); err != nil {
 		return BestReply{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if req.Region != "" {

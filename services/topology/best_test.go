@@ -182,7 +182,7 @@ func TestWeightsValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.w.Validate()
+			err := validateWeights(tt.w)
 			if (err == nil) != tt.ok {
 				t.Fatalf("Validate = %v, want ok %v", err, tt.ok)
 			}

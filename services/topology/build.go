@@ -12,7 +12,7 @@ func (s *Service) buildLoop(registryLoaded <-chan struct{}) {
 		return
 	}
 	select {
-	case <-s.caughtUp:
+	case <-s.state.View().CaughtUp():
 	case <-time.After(StartupLoadWait):
 		s.log.Warn("the last load reports were not all read in time; starting with what has arrived", "waited", StartupLoadWait)
 	case <-s.ctx.Done():

@@ -3,13 +3,13 @@ package topologysvc
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/knobs"
 )
 
-// ErrConfigValidation is wrapped by every error Config.Validate and Weights.Validate
+// ErrConfigValidation is wrapped by every error Config.Validate and validateWeights
 // return.
 var ErrConfigValidation = errors.New("invalid topology config")
 
@@ -85,40 +85,24 @@ func (c Config) Validate() error {
 	if c.MaxUnregistered < 0 {
 		errs = append(errs, fmt.Errorf("%w: --topology-max-unregistered %d: must be >= 0", ErrConfigValidation, c.MaxUnregistered))
 	}
-	if err := c.Weights.Validate(); err != nil {
+	if err := validateWeights(c.Weights); err != nil {
 		errs = append(errs, fmt.Errorf("default weights (--topology-*-weight): %w", err))
 	}
 	return errors.Join(errs...)
 }
 
 // Weights weigh the three terms of a collector's best-collector score (see Score). They
-// need not sum to 1: Score divides by their sum, so only their ratios matter.
-type Weights struct {
-	// Load weighs 1 - utilisation: prefer collectors with the most relative headroom.
-	Load float64 `json:"load_weight"`
-	// Latency weighs 1 / (1 + avg latency in ms): prefer fast collectors.
-	Latency float64 `json:"latency_weight"`
-	// Capacity weighs a collector's spare qps relative to the largest spare qps among
-	// the candidates: prefer big collectors with the most absolute headroom.
-	Capacity float64 `json:"capacity_weight"`
-}
+// need not sum to 1: Score normalises them, so only their ratios matter. The router's
+// intelligent strategy shares the type.
+type Weights = fleetview.Weights
 
 // DefaultWeights returns load 0.5, latency 0.3, capacity 0.2.
 func DefaultWeights() Weights { return Weights{Load: 0.5, Latency: 0.3, Capacity: 0.2} }
 
-// Validate checks that every weight is a finite number >= 0 and that one is > 0.
-func (w Weights) Validate() error {
-	var errs []error
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"load_weight", w.Load}, {"latency_weight", w.Latency}, {"capacity_weight", w.Capacity}} {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || f.v > 1e6 {
-			errs = append(errs, fmt.Errorf("%w: %s %v: must be a number in [0, 1e6]", ErrConfigValidation, f.name, f.v))
-		}
+// validateWeights checks w (fleetview.Weights.Validate), wrapping ErrConfigValidation.
+func validateWeights(w Weights) error {
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfigValidation, err)
 	}
-	if len(errs) == 0 && w.Load+w.Latency+w.Capacity == 0 {
-		errs = append(errs, fmt.Errorf("%w: weights: at least one of load, latency and capacity weight must be > 0", ErrConfigValidation))
-	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -3,38 +3,34 @@ package topologysvc
 import (
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
 )
-
-// consumeLoad follows the load stream (see loadreport.Follower.Follow).
-func (s *Service) consumeLoad() {
-	loadreport.Follower{NC: s.d.NC, JS: s.d.JS, NS: s.d.NS, Log: s.log}.Follow(s.ctx, s.ingestLoad, s.markCaughtUp)
-}
-
-func (s *Service) markCaughtUp() { s.caughtUpOnce.Do(func() { close(s.caughtUp) }) }
 
 // StartupLoadWait bounds how long a starting replica waits for the last load report of
 // every collector before it reports ready anyway.
 const StartupLoadWait = 5 * time.Second
 
-// ingestLoad decodes one load report message and records it; a malformed one is counted
-// and dropped.
-func (s *Service) ingestLoad(msg jetstream.Msg) {
-	md, mdErr := msg.Metadata()
-	r, reason, err := DecodeLoad(s.d.NS, msg.Subject(), msg.Headers(), msg.Data())
+// newView returns the fleet view topology's state is built from (registry and load
+// stream, pkg/fleetview), counting what it reads in s's metrics.
+func (s *Service) newView(cfg Config) *fleetview.View {
+	vc := viewConfig(cfg)
+	vc.NS, vc.Log, vc.Now = s.d.NS, s.log, s.d.Now
+	vc.Registry = func(op string) { s.m.registrations.WithLabelValues(op).Inc() }
+	vc.Reports = s.countLoad
+	return fleetview.New(vc)
+}
+
+// countLoad counts one load report the fleet view read: a rejected one by reason.
+func (s *Service) countLoad(o fleetview.Outcome, subject string, data []byte, err error) {
 	if err != nil {
+		reason := rejectReasonOf(s.d.NS, subject, data, err)
 		s.m.rejected.WithLabelValues(reason).Inc()
-		s.log.Debug("load report rejected", "subject", msg.Subject(), "reason", reason, "err", err)
+		s.log.Debug("load report rejected", "subject", subject, "reason", reason, "err", err)
 		return
 	}
-	now := s.now()
-	at := now
-	if mdErr == nil && !md.Timestamp.IsZero() {
-		at = md.Timestamp
-	}
-	switch s.state.PutLoad(&r, at, now) {
+	switch loadResult(o) {
 	case LoadAccepted:
 		s.m.reports.WithLabelValues("accepted").Inc()
 	case LoadUnregistered:
@@ -44,4 +40,14 @@ func (s *Service) ingestLoad(msg jetstream.Msg) {
 	case LoadOverflow:
 		s.m.rejected.WithLabelValues(RejectOverflow).Inc()
 	}
+}
+
+// rejectReasonOf classifies why the report data received on subject failed to decode
+// with err: one of the Reject* constants.
+func rejectReasonOf(ns events.Namespace, subject string, data []byte, err error) string {
+	root, region, collector, perr := loadreport.ParseSubject(subject)
+	if perr != nil || root != ns.Root() {
+		return RejectSubject
+	}
+	return rejectReason(data, region, collector, err)
 }

@@ -9,10 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
-	"github.com/otelfleet/otelfleet/pkg/registered"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 )
 
 // Limits of the routers table.
@@ -77,19 +76,25 @@ type routerSeen struct {
 // routerTable holds the last two statuses of every registered router. Safe for
 // concurrent use.
 type routerTable struct {
-	members *registered.RouterSet
-	mu      sync.Mutex
-	byID    map[string]*routerSeen
+	fleet *fleetview.View
+	mu    sync.Mutex
+	byID  map[string]*routerSeen
 }
 
-func newRouterTable() *routerTable {
-	return &routerTable{members: registered.NewRouterSet(), byID: map[string]*routerSeen{}}
+func newRouterTable(fleet *fleetview.View) *routerTable {
+	return &routerTable{fleet: fleet, byID: map[string]*routerSeen{}}
+}
+
+// registered reports whether router id is registered in region (the fleet view's rule).
+func (t *routerTable) registered(region, id string) bool {
+	r := t.fleet.Snapshot().Router(id)
+	return r != nil && r.Region == region
 }
 
 // add records st, seen at now, when it comes from a registered router in the region it
 // registered in; it returns false when st is dropped.
 func (t *routerTable) add(st events.RouterStatus, now time.Time) bool {
-	if !t.members.Has(st.Region, st.Router) {
+	if !t.registered(st.Region, st.Router) {
 		return false
 	}
 	t.mu.Lock()
@@ -112,7 +117,7 @@ func (t *routerTable) add(st events.RouterStatus, now time.Time) bool {
 
 func (t *routerTable) pruneLocked(now time.Time) {
 	for id, e := range t.byID {
-		if now.Sub(e.curSeen) > RouterStatusTTL || !t.members.Has(e.cur.Region, id) {
+		if now.Sub(e.curSeen) > RouterStatusTTL || !t.registered(e.cur.Region, id) {
 			delete(t.byID, id)
 		}
 	}
@@ -166,16 +171,11 @@ func (t *routerTable) list(now time.Time) Routers {
 	return out
 }
 
-// followRouters keeps the routers table: the routers registered in registry (the rule of package
-// registered) and the statuses they publish on <root>.router.status.<id>, until the
+// followRouters keeps the routers table: the routers registered in the fleet view and
+// the statuses they publish on <root>.router.status.<id>, until the
 // service stops. A status that does not decode, names another router than its subject,
 // or comes from an unregistered router is counted and dropped.
-func (s *Service) followRouters(registry jetstream.KeyValue) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		registered.WatchRouters(s.ctx, s.d.NC, registry, s.routers.members, registered.Options{Log: s.log})
-	}()
+func (s *Service) followRouters() {
 	prefix := s.d.NS.Root() + ".router.status."
 	sub, err := s.d.NC.Subscribe(s.d.NS.RouterStatusSubjects(), func(m *nats.Msg) {
 		var st events.RouterStatus

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 )
 
@@ -44,7 +45,7 @@ func TestRoutersFromPublishedStatuses(t *testing.T) {
 	putRegistration(t, f.b.Registry, &events.Registration{V: events.RegistrationVersion, ID: "r1", InstanceKind: events.KindService,
 		Name: events.ServiceRouter, Region: "eu", Address: "r1:4317", Health: events.Health{Status: events.HealthHealthy}, RegisteredAt: now, UpdatedAt: now, Generation: 1})
 	r := f.start(t, fastConfig(), "t1")
-	natstest.Eventually(t, 10*time.Second, func() bool { return r.svc.routers.members.Has("eu", "r1") }, "router registration seen")
+	natstest.Eventually(t, 10*time.Second, func() bool { return r.svc.routers.registered("eu", "r1") }, "router registration seen")
 
 	publishStatus(t, f, "r1", routerStatus("r1", "eu", 100, 40, 40))
 	publishStatus(t, f, "ghost", routerStatus("ghost", "eu", 1e9, 1e9, 1e9)) // unregistered
@@ -81,8 +82,8 @@ func TestRoutersFromPublishedStatuses(t *testing.T) {
 // TestRouterRates: rates come from the last two statuses; a counter that went back (the
 // router restarted) gives 0, not a negative rate; a new backend has no rate yet.
 func TestRouterRates(t *testing.T) {
-	tb := newRouterTable()
-	tb.members.Put(&events.Registration{ID: "r1", Region: "eu"})
+	tb := newRouterTable(fleetview.New(fleetview.Config{}))
+	tb.fleet.PutRegistration(&events.Registration{V: 1, InstanceKind: events.KindService, Name: events.ServiceRouter, ID: "r1", Region: "eu"})
 	t0 := time.Unix(1000, 0)
 	if !tb.add(routerStatus("r1", "eu", 1000, 400, 400), t0) {
 		t.Fatal("registered router dropped")

@@ -58,10 +58,8 @@ type Service struct {
 	view    atomic.Pointer[view]
 	leading atomic.Bool
 	ready   chan struct{}
-	// caughtUp is closed once the first load consumer has delivered the last report of
+	// (the fleet view's CaughtUp is closed once the load follower has delivered the last report of
 	// every collector (or found none), so the first view does not show everyone stale.
-	caughtUp     chan struct{}
-	caughtUpOnce sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,8 +93,11 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, fmt.Errorf("topology: metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{cfg: cfg, d: d, log: d.Log, m: m, state: NewState(cfg), now: d.Now, routers: newRouterTable(),
-		ready: make(chan struct{}), caughtUp: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
+	s := &Service{cfg: cfg, d: d, log: d.Log, m: m, now: d.Now,
+		ready: make(chan struct{}), ctx: ctx, cancel: cancel}
+	s.state = newState(cfg, s.newView(cfg))
+	s.routers = newRouterTable(s.state.View())
+	return s, nil
 }
 
 // Start begins ingesting from the registry bucket b.Registry, the sampling bucket
@@ -106,22 +107,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 // Calling it again does nothing.
 func (s *Service) Start(b *natsconn.Buckets) {
 	s.start.Do(func() {
-		registryLoaded := make(chan struct{})
-		s.wg.Add(6)
-		go func() { defer s.wg.Done(); s.followRouters(b.Registry) }()
-		go func() { defer s.wg.Done(); s.watchRegistry(b.Registry, registryLoaded) }()
+		s.wg.Add(5)
+		go func() { defer s.wg.Done(); s.followRouters() }()
+		go func() { defer s.wg.Done(); s.state.View().Run(s.ctx, s.d.NC, s.d.JS, b.Registry) }()
 		go func() { defer s.wg.Done(); s.watchSampling(b.Sampling) }()
 		go func() { defer s.wg.Done(); s.watchAgents(b.Agents) }()
-		go func() {
-			defer s.wg.Done()
-			select {
-			case <-registryLoaded:
-			case <-s.ctx.Done():
-				return
-			}
-			s.consumeLoad()
-		}()
-		go func() { defer s.wg.Done(); s.buildLoop(registryLoaded) }()
+		go func() { defer s.wg.Done(); s.buildLoop(s.state.View().Loaded()) }()
 	})
 }
 

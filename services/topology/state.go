@@ -1,46 +1,21 @@
 package topologysvc
 
 import (
-	"cmp"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 )
 
 // collectorKey identifies a collector: its region and id (the tokens of its registry key
 // collector.<region>.<id> and of its load subject otlp.load.<region>.<id>).
 type collectorKey struct{ region, id string }
 
-// registration is what the state keeps of a collector's registration.
-type registration struct {
-	name, address, version string
-	capacity               float64
-	health                 events.HealthStatus
-	registeredAt           time.Time
-}
-
-// load is what the state keeps of a collector's last load report.
-type load struct {
-	qps, bytes, cpu, latency, errors, capacity float64
-	queue                                      int64
-	memory                                     uint64
-	healthy                                    bool
-	interval                                   time.Duration
-}
-
-// record is everything the state knows of one collector key.
+// record is everything Build knows of one collector: its fleet view entry and, in
+// Build's copies, its OpAMP view.
 type record struct {
-	key        collectorKey
-	registered bool
-	reg        registration
-	hasLoad    bool
-	load       load
-	// reportAt is when JetStream stored the last report (server clock); receivedAt is
-	// when this process received it (local clock, for the unregistered grace).
-	reportAt, receivedAt time.Time
-	// opamp is set only in Build's copies: the collector's OpAMP view, if any.
+	c     *fleetview.Collector
 	opamp *OpAMP
 }
 
@@ -61,24 +36,28 @@ const (
 	LoadOutdated
 )
 
-// State is the mutable topology: registrations and last load reports by collector.
-// Ingestion (PutRegistration, DeleteRegistration, PutLoad, SetSamplingRate) and Build
-// are safe for concurrent use; Build copies what it needs under the lock and does the
-// rest outside it.
-type State struct {
-	staleAfter      time.Duration
-	grace           time.Duration
-	maxUnregistered int
+// loadResult maps the fleet view's outcome to topology's.
+func loadResult(o fleetview.Outcome) LoadResult {
+	switch o {
+	case fleetview.Counted:
+		return LoadAccepted
+	case fleetview.Waiting:
+		return LoadUnregistered
+	case fleetview.Outdated:
+		return LoadOutdated
+	}
+	return LoadOverflow
+}
 
-	mu           sync.Mutex
-	recs         map[collectorKey]*record
-	unregistered int
-	sampling     *float64
-	// order holds the registered records sorted by key; it is re-sorted by Build only
-	// when a collector was added or removed (orderDirty), so a build copies records in
-	// order instead of sorting 10,000 of them every time.
-	order      []*record
-	orderDirty bool
+// State is the topology's state: the fleet view (registrations and last load reports by
+// collector, pkg/fleetview), the sampling rate and the OpAMP agents. Its methods and
+// Build are safe for concurrent use.
+type State struct {
+	staleAfter time.Duration
+	view       *fleetview.View
+
+	mu       sync.Mutex
+	sampling *float64
 
 	// agents maps an OpAMP agent's uid to the collector it registers as and its view;
 	// opamp is the view by collector (see PutAgent).
@@ -91,100 +70,43 @@ type State struct {
 	scratch []record
 }
 
-// NewState returns an empty state with cfg's staleness window, grace period and bound on
-// unregistered reporters.
-func NewState(cfg Config) *State {
-	return &State{
-		staleAfter:      cfg.StaleAfter,
-		grace:           cfg.UnregisteredGrace,
-		maxUnregistered: cfg.MaxUnregistered,
-		recs:            make(map[collectorKey]*record),
+// viewConfig is the fleet view's config for topology's cfg: reports of unregistered
+// collectors wait cfg.UnregisteredGrace, at most cfg.MaxUnregistered of them.
+func viewConfig(cfg Config) fleetview.Config {
+	c := fleetview.Config{WaitFor: cfg.UnregisteredGrace, MaxWaiting: cfg.MaxUnregistered}
+	if c.WaitFor <= 0 || c.MaxWaiting <= 0 {
+		c.WaitFor, c.MaxWaiting = -1, -1
 	}
+	return c
 }
+
+// NewState returns an empty state over a fleet view with cfg's staleness window, grace
+// period and bound on unregistered reporters.
+func NewState(cfg Config) *State { return newState(cfg, fleetview.New(viewConfig(cfg))) }
+
+func newState(cfg Config, v *fleetview.View) *State {
+	return &State{staleAfter: cfg.StaleAfter, view: v}
+}
+
+// View returns the fleet view the state is built from.
+func (s *State) View() *fleetview.View { return s.view }
 
 // PutRegistration adds or updates the collector r describes (r must be a valid
 // collector registration). A load report kept for it while it was unregistered is
 // attached at once.
-func (s *State) PutRegistration(r *events.Registration) {
-	k := collectorKey{r.Region, r.ID}
-	reg := registration{name: r.Name, address: r.Address, version: r.Version, capacity: r.CapacityQPS,
-		health: r.Health.Status, registeredAt: r.RegisteredAt}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec := s.recs[k]
-	if rec == nil {
-		rec = &record{key: k}
-		s.recs[k] = rec
-		s.orderDirty = true
-	} else if !rec.registered {
-		s.unregistered--
-		s.orderDirty = true
-	}
-	rec.registered = true
-	rec.reg = reg
-}
+func (s *State) PutRegistration(r *events.Registration) { s.view.PutRegistration(r) }
 
 // DeleteRegistration forgets the collector (its registration expired or was deleted),
 // including its load. It reports whether the collector was registered.
 func (s *State) DeleteRegistration(region, id string) bool {
-	k := collectorKey{region, id}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec := s.recs[k]
-	if rec == nil {
-		return false
-	}
-	delete(s.recs, k)
-	if rec.registered {
-		s.orderDirty = true
-	} else {
-		s.unregistered--
-	}
-	return rec.registered
+	key, err := events.CollectorKey(region, id)
+	return err == nil && s.view.Delete(key)
 }
 
-// RetainRegistrations forgets every registered collector whose key is not in keep (used
-// after a registry watch restarts and has delivered the bucket's current keys). It
-// returns how many were forgotten.
-func (s *State) RetainRegistrations(keep map[collectorKey]struct{}) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k, rec := range s.recs {
-		if _, ok := keep[k]; rec.registered && !ok {
-			delete(s.recs, k)
-			s.orderDirty = true
-			n++
-		}
-	}
-	return n
-}
-
-// PutLoad records r (a valid report) as stored by JetStream at reportAt and received now.
+// PutLoad records r (a valid report) as stored by JetStream at reportAt and received now
+// (this process's clock: staleness is judged by it).
 func (s *State) PutLoad(r *events.LoadReport, reportAt, now time.Time) LoadResult {
-	k := collectorKey{r.Region, r.Collector}
-	l := load{qps: r.QPS, bytes: r.BytesPerSec, cpu: r.CPU, latency: r.AvgLatencyMS, errors: r.ErrorRate,
-		capacity: r.Capacity, queue: r.QueueDepth, memory: r.Memory, healthy: r.Healthy,
-		interval: time.Duration(r.IntervalMS) * time.Millisecond}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rec := s.recs[k]
-	if rec == nil {
-		if s.unregistered >= s.maxUnregistered || s.grace <= 0 {
-			return LoadOverflow
-		}
-		rec = &record{key: k}
-		s.recs[k] = rec
-		s.unregistered++
-	}
-	if rec.hasLoad && reportAt.Before(rec.reportAt) {
-		return LoadOutdated
-	}
-	rec.hasLoad, rec.load, rec.reportAt, rec.receivedAt = true, l, reportAt, now
-	if !rec.registered {
-		return LoadUnregistered
-	}
-	return LoadAccepted
+	return loadResult(s.view.PutReportAt(r, reportAt, now))
 }
 
 // SetSamplingRate sets the effective sampling rate reported in the global statistics;
@@ -197,11 +119,7 @@ func (s *State) SetSamplingRate(rate *float64) {
 
 // Counts returns how many registered collectors and waiting unregistered reporters the
 // state holds.
-func (s *State) Counts() (registered, unregistered int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.recs) - s.unregistered, s.unregistered
-}
+func (s *State) Counts() (registered, unregistered int) { return s.view.Counts() }
 
 // view is an immutable topology built by State.Build; queries share it without locks.
 type view struct {
@@ -218,38 +136,14 @@ func (s *State) Build(now time.Time) (*view, int) {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
 
+	dropped := s.view.Prune(now)
+	snap := s.view.Snapshot()
 	recs := s.scratch[:0]
-	dropped := 0
 	s.mu.Lock()
-	if s.unregistered > 0 {
-		for k, rec := range s.recs {
-			if !rec.registered && now.Sub(rec.receivedAt) > s.grace {
-				delete(s.recs, k)
-				s.unregistered--
-				dropped++
-			}
-		}
-	}
-	if s.orderDirty {
-		s.order = s.order[:0]
-		for _, rec := range s.recs {
-			if rec.registered {
-				s.order = append(s.order, rec)
-			}
-		}
-		slices.SortFunc(s.order, func(a, b *record) int {
-			if c := cmp.Compare(a.key.region, b.key.region); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.key.id, b.key.id)
-		})
-		clear(s.order[len(s.order):cap(s.order)])
-		s.orderDirty = false
-	}
-	for _, rec := range s.order {
-		recs = append(recs, *rec)
+	for _, c := range snap.Collectors {
+		recs = append(recs, record{c: c})
 		if len(s.opamp) > 0 {
-			recs[len(recs)-1].opamp = s.opamp[rec.key]
+			recs[len(recs)-1].opamp = s.opamp[collectorKey{c.Key.Region, c.Key.ID}]
 		}
 	}
 	var sampling *float64
@@ -265,9 +159,9 @@ func (s *State) Build(now time.Time) (*view, int) {
 	var global accumulator
 	for start := 0; start < len(recs); {
 		end := start
-		region := recs[start].key.region
+		region := recs[start].c.Key.Region
 		var acc accumulator
-		for end < len(recs) && recs[end].key.region == region {
+		for end < len(recs) && recs[end].c.Key.Region == region {
 			c := &all[end]
 			s.collector(&recs[end], now, c)
 			acc.add(c)
@@ -285,31 +179,32 @@ func (s *State) Build(now time.Time) (*view, int) {
 
 // collector fills c from rec as of now.
 func (s *State) collector(rec *record, now time.Time, c *Collector) {
-	health := rec.reg.health
+	reg := &rec.c.Registration
+	health := reg.Health.Status
 	if !health.Valid() {
 		health = events.HealthUnhealthy
 	}
 	// A registration's capacity is only required to be finite; bound it like a load
 	// report's, so that the sums over a region cannot overflow to +Inf.
-	capacity := min(rec.reg.capacity, events.MaxReportedQPS)
+	capacity := min(reg.CapacityQPS, events.MaxReportedQPS)
 	*c = Collector{
-		ID: rec.key.id, Region: rec.key.region, Address: rec.reg.address, Name: rec.reg.name,
-		Version: rec.reg.version, RegisteredAt: rec.reg.registeredAt, ReportAgeMS: -1, Stale: true,
+		ID: rec.c.Key.ID, Region: rec.c.Key.Region, Address: reg.Address, Name: reg.Name,
+		Version: reg.Version, RegisteredAt: reg.RegisteredAt, ReportAgeMS: -1, Stale: true,
 		OpAMP: rec.opamp,
 	}
-	if rec.hasLoad {
-		l := &rec.load
-		if !l.healthy {
+	if l := rec.c.Report; l != nil {
+		if !l.Healthy {
 			health = health.Worst(events.HealthUnhealthy)
 		}
 		if !(capacity > 0) {
-			capacity = l.capacity
+			capacity = l.Capacity
 		}
-		age := max(now.Sub(rec.reportAt), 0)
-		window := max(s.staleAfter, 3*l.interval)
-		c.QPS, c.BytesPerSec, c.QueueDepth, c.CPU, c.MemoryBytes = l.qps, l.bytes, l.queue, l.cpu, l.memory
-		c.AvgLatencyMS, c.ErrorRate = l.latency, l.errors
-		c.LastReport, c.ReportAgeMS, c.Stale = rec.reportAt, age.Milliseconds(), age > window
+		at := rec.c.ReceivedAt
+		age := max(now.Sub(at), 0)
+		window := max(s.staleAfter, 3*time.Duration(l.IntervalMS)*time.Millisecond)
+		c.QPS, c.BytesPerSec, c.QueueDepth, c.CPU, c.MemoryBytes = l.QPS, l.BytesPerSec, l.QueueDepth, l.CPU, l.Memory
+		c.AvgLatencyMS, c.ErrorRate = l.AvgLatencyMS, l.ErrorRate
+		c.LastReport, c.ReportAgeMS, c.Stale = at, age.Milliseconds(), age > window
 	}
 	c.Health = health
 	c.CapacityQPS = capacity

@@ -287,8 +287,8 @@ func TestStateRetainRegistrations(t *testing.T) {
 	s.PutRegistration(reg("eu", "keep", 1, events.HealthHealthy))
 	s.PutRegistration(reg("eu", "gone", 1, events.HealthHealthy))
 	s.PutLoad(report("eu", "waiting", 1), t0, t0)
-	if n := s.RetainRegistrations(map[collectorKey]struct{}{{"eu", "keep"}: {}}); n != 1 {
-		t.Fatalf("RetainRegistrations = %d, want 1", n)
+	if n := s.View().Retain(map[string]struct{}{"collector.eu.keep": {}}); n != 1 {
+		t.Fatalf("Retain = %d, want 1", n)
 	}
 	if reg, unreg := s.Counts(); reg != 1 || unreg != 1 {
 		t.Fatalf("Counts = %d, %d, want 1, 1 (waiting reporters are kept)", reg, unreg)

@@ -1,7 +1,7 @@
-// Package backends keeps the router's view of the backend collectors: the registry's
-// collectors with an OTLP address (simulated collectors without one are never targets),
-// healthy, degraded or unhealthy (flagged: the router uses those only as a last resort),
-// with their live load readings from the load stream.
+// Package backends keeps the router's view of the backend collectors, built from the
+// fleet view's snapshots (pkg/fleetview): the registered collectors with an OTLP address
+// (simulated collectors without one are never targets), healthy, degraded or unhealthy
+// (flagged: the router uses those only as a last resort), with their live load readings.
 package backends
 
 import (
@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/otelfleet/otelfleet/pkg/events"
 )
 
 // Backend is one registered collector with an address.
@@ -27,19 +25,22 @@ type Backend struct {
 	LatencyMS float64
 	// Degraded is true when its registration or report says degraded (still a target).
 	Degraded bool
-	// Unhealthy is true when its registration or latest report says unhealthy (a
-	// saturated host, say): a target only while no healthy or degraded backend is.
+	// Unhealthy is true when its registration says unhealthy, or its last
+	// Config.UnhealthyReports reports in a row did (one busy second moves nothing): a
+	// target only while no healthy or degraded backend is.
 	Unhealthy bool
 }
 
 // Config tunes the set.
 type Config struct {
-	// NS names the load stream and its subjects (zero: events.Default).
-	NS events.Namespace
-	// ReportTTL: a load reading older than this is ignored (default 10s).
+	// ReportTTL: a load reading received (by this router's clock) longer ago than this
+	// is ignored (default 10s).
 	ReportTTL time.Duration
-	// Log receives warnings about bad registry values and load reports (default
-	// slog.Default()).
+	// UnhealthyReports is how many consecutive load reports must say unhealthy before a
+	// backend is flagged unhealthy by its reports (default 3; 1 acts on every report).
+	// Its registration's health already has its own hysteresis.
+	UnhealthyReports int
+	// Log receives warnings (default slog.Default()).
 	Log *slog.Logger
 	// Registerer takes the set's metrics (nil: not registered anywhere).
 	Registerer prometheus.Registerer

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 	"github.com/otelfleet/otelfleet/pkg/natsconn"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 )
@@ -46,20 +47,26 @@ func start(t *testing.T, cfg Config) *fixture {
 	f := &fixture{srv: srv, nc: nc, kv: b.Registry, reg: prometheus.NewRegistry()}
 	cfg.Registerer = f.reg
 	cfg.Log = slog.New(slog.DiscardHandler)
-	f.set = New(nc, js, b.Registry, cfg, func(l []Backend) {
+	f.set = New(cfg, func(l []Backend) {
 		f.mu.Lock()
 		f.lists = append(f.lists, l)
 		f.mu.Unlock()
 	})
+	vc := fleetview.Config{Log: cfg.Log}
+	f.set.Count(&vc)
+	view := fleetview.New(vc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan struct{})
-	go func() { done <- f.set.Run(ctx, ready) }()
+	go func() { done <- f.set.Run(ctx, view, ready) }()
+	viewDone := make(chan struct{})
+	go func() { defer close(viewDone); view.Run(ctx, nc, js, b.Registry) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
+		<-viewDone
 	})
 	select {
 	case <-ready:
@@ -212,7 +219,7 @@ func TestHostileValuesAreIgnoredAndCounted(t *testing.T) {
 	// b's payload under c's key: a collector cannot pose as another.
 	f.putRaw(t, "collector.eu.c", registration("b", "127.0.0.1:3", events.HealthHealthy))
 	natstest.Eventually(t, 5*time.Second, func() bool {
-		return f.rejected("registration", "malformed") == 1 && f.rejected("registration", "key_mismatch") == 1
+		return f.rejected("registration", "malformed") == 2
 	}, "hostile values counted")
 	// Garbage over a valid registration: what was there is no longer valid.
 	if _, err := f.kv.Put(ctx, "collector.eu.a", []byte(`{"v":1,"id":"a","kind":"collector","region":"eu","health":{"status":"fine"}}`)); err != nil {
@@ -237,8 +244,25 @@ func TestLoadReports(t *testing.T) {
 	}
 	natstest.Eventually(t, 5*time.Second, func() bool { return f.rejected("report", "unregistered") == 1 }, "ghost's report ignored")
 
-	f.report(t, "b", false, 0)
+	// One unhealthy report (a busy second) moves nothing; UnhealthyReports in a row do.
+	// The registrations are refreshed as they go (the bucket's TTL is 2 s).
+	refresh := func() {
+		f.put(t, registration("a", "127.0.0.1:1", events.HealthHealthy))
+		f.put(t, registration("b", "127.0.0.1:2", events.HealthHealthy))
+	}
+	refresh()
+	f.report(t, "b", false, 100)
+	l = f.waitFor(t, "b's first unhealthy report read", func(l []Backend) bool { return len(l) == 2 && l[1].Load == 0.1 })
+	if l[1].Unhealthy {
+		t.Fatal("one unhealthy report flagged b")
+	}
+	refresh()
+	f.report(t, "b", false, 200)
+	f.waitFor(t, "b's second unhealthy report read", func(l []Backend) bool { return len(l) == 2 && l[1].Load == 0.2 && !l[1].Unhealthy })
+	refresh()
+	f.report(t, "b", false, 300)
 	f.waitFor(t, "b reported unhealthy", flagged([]string{"collector.eu.b"}, "collector.eu.a@127.0.0.1:1", "collector.eu.b@127.0.0.1:2"))
+	refresh()
 	f.report(t, "b", true, 0)
 	f.waitFor(t, "b reported healthy", flagged(nil, "collector.eu.a@127.0.0.1:1", "collector.eu.b@127.0.0.1:2"))
 	// Keep the registrations alive; the readings age out after ReportTTL.

@@ -13,7 +13,8 @@
 // members are hashed onto a ring of virtual nodes by Key, each slot goes to the member
 // owning its ring position unless that member already holds its cap, in which case it
 // passes to the next member on the ring that does not. The shares and caps per strategy
-// are documented on the Strategy constants. The table is a pure function of the members
+// are documented on the Strategy constants, one file per strategy (strategy_<name>.go),
+// each a row of the table in strategies.go. The table is a pure function of the members
 // and their readings (not of the table it replaces), so every router building from the
 // same registry gets the same table and the spans of one trace meet on one backend
 // whichever router they pass through.
@@ -24,40 +25,69 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/otelfleet/otelfleet/pkg/fleetview"
 )
 
 // Strategy names how keys are dealt out to members.
 type Strategy string
 
-// The strategies. BoundedLoad is the default.
-const (
-	// BoundedLoad is consistent hashing with bounded loads: consistent hashing, except that
-	// no member holds more than LoadFactor × its fair (capacity-weighted) share of the key
-	// space; overflow goes to the next member on the ring.
-	BoundedLoad Strategy = "bounded_load"
-	// ConsistentHash is plain consistent hashing (virtual nodes), capacity-blind.
-	ConsistentHash Strategy = "consistent_hash"
-	// RoundRobin deals key-space slots to members in turn: equal shares (each member
-	// holds ⌈slots/N⌉ or fewer).
-	RoundRobin Strategy = "round_robin"
-	// WeightedRoundRobin deals slots in proportion to each member's capacity.
-	WeightedRoundRobin Strategy = "weighted_round_robin"
-	// LeastConnections gives each member a share weighted 1/(1 + in-flight/mean in-flight)
-	// at each rebalance: members with fewer requests in flight take more of the key space.
-	LeastConnections Strategy = "least_connections"
-	// Intelligent weights shares by a score of load, latency and spare capacity
-	// (Config.Weights) at each rebalance: score = w_load·(1−load) +
-	// w_latency·1/(1+latency_ms) + w_capacity·spare/max spare, where spare is
-	// capacity·(1−load). A member's share is proportional to its score (at least 1% of
-	// the best score, so no live member is left without traffic).
-	Intelligent Strategy = "intelligent"
-)
+// Dealer is a strategy's rule for dealing the key space: Shares returns each member's
+// relative share (ms sorted by Key, readings checked) and the factor over its fair share
+// a member may hold (+Inf, or nil shares: no cap; 1: exactly its share).
+type Dealer interface {
+	Shares(cfg Config, ms []Member) (shares []float64, factor float64)
+}
 
-// strategies lists the known strategies in documentation order.
-var strategies = []Strategy{BoundedLoad, ConsistentHash, RoundRobin, WeightedRoundRobin, LeastConnections, Intelligent}
+// Definition is one row of the strategy table (strategies.go).
+type Definition struct {
+	// Name is the strategy's name: the value of --balance-strategy.
+	Name Strategy
+	// Help says in a few words how it deals keys (flag help, errors, docs).
+	Help string
+	// LoadAware strategies are also rebuilt every rebalance interval from the latest
+	// readings; the others only on membership changes.
+	LoadAware bool
+	// Dealer deals the key space.
+	Dealer Dealer
+}
 
-// Strategies returns the known strategies, the default first.
-func Strategies() []Strategy { return append([]Strategy(nil), strategies...) }
+// Strategies returns the known strategies in table order, the default first.
+func Strategies() []Strategy {
+	out := make([]Strategy, len(strategies))
+	for i, d := range strategies {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// Definitions returns the strategy table, the default first.
+func Definitions() []Definition { return append([]Definition(nil), strategies...) }
+
+// Names returns the known strategies' names joined by ", " (for flag help and errors).
+func Names() string {
+	names := make([]string, len(strategies))
+	for i, d := range strategies {
+		names[i] = string(d.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// lookup returns the definition of s, or false.
+func lookup(s Strategy) (Definition, bool) {
+	for _, d := range strategies {
+		if d.Name == s {
+			return d, true
+		}
+	}
+	return Definition{}, false
+}
+
+// LoadAware reports whether s is rebuilt from readings every rebalance interval.
+func LoadAware(s Strategy) bool {
+	d, ok := lookup(s)
+	return ok && d.LoadAware
+}
 
 // ErrConfig is wrapped by every Config.Validate and ParseStrategy error.
 var ErrConfig = errors.New("invalid balance config")
@@ -66,37 +96,20 @@ var ErrConfig = errors.New("invalid balance config")
 // bad reading, too many members).
 var ErrMembers = errors.New("invalid balance members")
 
-// ParseStrategy returns the strategy named s ("" is BoundedLoad).
+// ParseStrategy returns the strategy named s ("" is the default, BoundedLoad).
 func ParseStrategy(s string) (Strategy, error) {
 	if s == "" {
-		return BoundedLoad, nil
+		return strategies[0].Name, nil
 	}
-	for _, k := range strategies {
-		if string(k) == s {
-			return k, nil
-		}
+	if d, ok := lookup(Strategy(s)); ok {
+		return d.Name, nil
 	}
-	names := make([]string, len(strategies))
-	for i, k := range strategies {
-		names[i] = string(k)
-	}
-	return "", fmt.Errorf("%w: strategy: unknown strategy %q; known: %s", ErrConfig, s, strings.Join(names, ", "))
+	return "", fmt.Errorf("%w: strategy: unknown strategy %q; known: %s", ErrConfig, s, Names())
 }
 
-// Weights weigh the Intelligent score; they are normalised to sum 1 (all zero means
-// equal).
-type Weights struct {
-	Load, Latency, Capacity float64
-}
-
-// normalised returns w scaled to sum 1, or equal thirds when all are zero.
-func (w Weights) normalised() Weights {
-	s := w.Load + w.Latency + w.Capacity
-	if s == 0 {
-		return Weights{1.0 / 3, 1.0 / 3, 1.0 / 3}
-	}
-	return Weights{w.Load / s, w.Latency / s, w.Capacity / s}
-}
+// Weights weigh the Intelligent score (fleetview.Weights, shared with topology's
+// best-collector query); all zero means equal.
+type Weights = fleetview.Weights
 
 // Config says how tables are built.
 type Config struct {
@@ -123,12 +136,9 @@ func (c Config) Validate() error {
 	if !(c.LoadFactor > 1) || math.IsInf(c.LoadFactor, 0) {
 		errs = append(errs, fmt.Errorf("%w: load_factor: %v must be a finite number above 1 (for example 1.05)", ErrConfig, c.LoadFactor))
 	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"weights.load", c.Weights.Load}, {"weights.latency", c.Weights.Latency}, {"weights.capacity", c.Weights.Capacity}} {
-		if !(f.v >= 0) || math.IsInf(f.v, 0) {
-			errs = append(errs, fmt.Errorf("%w: %s: %v must be a finite number ≥ 0", ErrConfig, f.name, f.v))
+	if c.Weights != (Weights{}) {
+		if err := c.Weights.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%w: weights: %w", ErrConfig, err))
 		}
 	}
 	return errors.Join(errs...)

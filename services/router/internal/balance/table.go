@@ -42,7 +42,7 @@ type Table struct {
 // Consistent hashing already keeps the placement of keys whose member stays.
 func Build(cfg Config, members []Member, prev *Table) (*Table, error) {
 	if cfg.Strategy == "" {
-		cfg.Strategy = BoundedLoad
+		cfg.Strategy = strategies[0].Name
 	}
 	if cfg.LoadFactor == 0 {
 		cfg.LoadFactor = DefaultConfig().LoadFactor
@@ -186,58 +186,10 @@ func ringSort(a []uint64) []uint64 {
 }
 
 // shares returns each member's relative share of the key space under cfg and the factor
-// over its fair share a member may hold (+Inf: no cap).
+// over its fair share a member may hold (+Inf: no cap): the strategy's Dealer.
 func shares(cfg Config, ms []Member) ([]float64, float64) {
-	w := make([]float64, len(ms))
-	switch cfg.Strategy {
-	case ConsistentHash:
-		return nil, math.Inf(1)
-	case RoundRobin:
-		for i := range w {
-			w[i] = 1
-		}
-		return w, 1
-	case LeastConnections:
-		var sum float64
-		for _, m := range ms {
-			sum += float64(m.InFlight)
-		}
-		mean := sum / float64(len(ms))
-		for i, m := range ms {
-			w[i] = 1
-			if mean > 0 {
-				w[i] = 1 / (1 + float64(m.InFlight)/mean)
-			}
-		}
-		return w, 1
-	case Intelligent:
-		caps := capacities(ms)
-		weights := cfg.Weights.normalised()
-		var maxSpare, best float64
-		for i, m := range ms {
-			maxSpare = max(maxSpare, caps[i]*(1-min(m.Load, 1)))
-		}
-		for i, m := range ms {
-			load := min(m.Load, 1)
-			spare := 0.0
-			if maxSpare > 0 {
-				spare = caps[i] * (1 - load) / maxSpare
-			}
-			w[i] = weights.Load*(1-load) + weights.Latency/(1+m.LatencyMS) + weights.Capacity*spare
-			best = max(best, w[i])
-		}
-		if best == 0 {
-			best = 1
-		}
-		for i := range w {
-			w[i] = max(w[i], best/100)
-		}
-		return w, 1
-	case WeightedRoundRobin:
-		return capacities(ms), 1
-	default: // BoundedLoad
-		return capacities(ms), cfg.LoadFactor
-	}
+	d, _ := lookup(cfg.Strategy) // Build validated cfg
+	return d.Dealer.Shares(cfg, ms)
 }
 
 // capacities returns the members' capacities with unknown ones (0) counted as the mean

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -155,7 +156,7 @@ func movedBySampling(a, b *Table, ids [][16]byte) float64 {
 
 func TestMembershipChangeMovesLittle(t *testing.T) {
 	ids := traceIDs(50_000, 4, nil)
-	for _, s := range strategies {
+	for _, s := range Strategies() {
 		for _, n := range []int{10, 100} {
 			t.Run(fmt.Sprintf("%s/%d", s, n), func(t *testing.T) {
 				ms := members(n+1, 1000)
@@ -177,7 +178,7 @@ func TestMembershipChangeMovesLittle(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	for _, s := range strategies {
+	for _, s := range Strategies() {
 		t.Run(string(s), func(t *testing.T) {
 			ms := members(37, 0)
 			for i := range ms {
@@ -310,7 +311,7 @@ func TestConfigValidate(t *testing.T) {
 		ok   bool
 	}{
 		{"default", DefaultConfig(), true},
-		{"every strategy", Config{Strategy: Intelligent, LoadFactor: 1.2, Weights: Weights{1, 2, 3}}, true},
+		{"every strategy", Config{Strategy: Intelligent, LoadFactor: 1.2, Weights: Weights{Load: 1, Latency: 2, Capacity: 3}}, true},
 		{"unknown strategy", Config{Strategy: "random", LoadFactor: 1.05}, false},
 		{"load factor 1", Config{LoadFactor: 1}, false},
 		{"load factor NaN", Config{LoadFactor: math.NaN()}, false},
@@ -334,7 +335,7 @@ func TestConfigValidate(t *testing.T) {
 
 func BenchmarkPick(b *testing.B) {
 	ids := traceIDs(1024, 5, nil)
-	for _, s := range strategies {
+	for _, s := range Strategies() {
 		b.Run(string(s), func(b *testing.B) {
 			tb := build(b, cfgFor(s), members(100, 1000))
 			b.ReportAllocs()
@@ -360,7 +361,7 @@ func BenchmarkNext(b *testing.B) {
 }
 
 func BenchmarkBuild(b *testing.B) {
-	for _, s := range strategies {
+	for _, s := range Strategies() {
 		b.Run(string(s), func(b *testing.B) {
 			ms := members(100, 1000)
 			for i := range ms {
@@ -415,7 +416,7 @@ func TestRebalanceMovesBounded(t *testing.T) {
 // without it (prev only saves work).
 func TestBuildFromPrevIsTheSame(t *testing.T) {
 	ms := members(60, 1000)
-	for _, s := range strategies {
+	for _, s := range Strategies() {
 		prev := build(t, cfgFor(s), ms[:50])
 		next := append(append([]Member(nil), ms[5:45]...), ms[50:]...) // 10 gone, 10 new
 		a, err := Build(cfgFor(s), next, prev)
@@ -437,5 +438,32 @@ func BenchmarkRebuild(b *testing.B) {
 		if _, err := Build(DefaultConfig(), ms[1:], prev); err != nil { // one joins, one leaves
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStrategyTable: every row of the table has a name, help and a dealer, names are
+// unique, the default comes first, and parsing, LoadAware and Names read the table.
+func TestStrategyTable(t *testing.T) {
+	seen := map[Strategy]bool{}
+	for _, d := range Definitions() {
+		if d.Name == "" || d.Help == "" || d.Dealer == nil || seen[d.Name] {
+			t.Fatalf("bad row %+v", d)
+		}
+		seen[d.Name] = true
+		if got, err := ParseStrategy(string(d.Name)); err != nil || got != d.Name {
+			t.Fatalf("ParseStrategy(%q) = %v, %v", d.Name, got, err)
+		}
+		if LoadAware(d.Name) != d.LoadAware || !strings.Contains(Names(), string(d.Name)) {
+			t.Fatalf("%s: LoadAware or Names disagree with the table", d.Name)
+		}
+	}
+	if def, _ := ParseStrategy(""); def != BoundedLoad || Strategies()[0] != BoundedLoad {
+		t.Fatal("the default is not first")
+	}
+	if _, err := ParseStrategy("fastest"); err == nil || !strings.Contains(err.Error(), Names()) {
+		t.Fatalf("unknown strategy error %v does not list the known ones", err)
+	}
+	if LoadAware("fastest") {
+		t.Fatal("an unknown strategy is load-aware")
 	}
 }
