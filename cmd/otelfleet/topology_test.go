@@ -40,13 +40,15 @@ func topologyServer(t *testing.T, n int) *natstest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Stop() })
-	put := func(region, id string, qps float64) {
+	register := func(region, id string) {
 		r := events.Registration{V: 1, ID: id, InstanceKind: events.KindCollector, Region: region, Address: id + "." + region + ":4317",
 			CapacityQPS: 1000, Health: events.Health{Status: events.HealthHealthy}, RegisteredAt: time.Now()}
 		data, _ := json.Marshal(r)
 		if _, err := b.Registry.Put(context.Background(), "collector."+region+"."+id, data); err != nil {
 			t.Fatal(err)
 		}
+	}
+	report := func(region, id string, qps float64) {
 		subj, _ := events.Default.LoadSubject(region, id)
 		msg, err := events.NewMsg(subj, "test", events.LoadReport{V: 1, Region: region, Collector: id, At: time.Now(), IntervalMS: 1000,
 			QPS: qps, Capacity: 1000, AvgLatencyMS: 2, Healthy: true})
@@ -57,10 +59,22 @@ func topologyServer(t *testing.T, n int) *natstest.Server {
 			t.Fatal(err)
 		}
 	}
+	// Every collector reports once here, so the reports follow the registrations: a
+	// report that arrives before its collector's registration waits among at most
+	// fleetview.MaxWaiting others, and a burst of 2,100 new collectors would overflow it
+	// (live collectors report again a second later; these would not).
 	for i := range n {
-		put("eu", fmt.Sprintf("c%04d", i), float64(100*(i%9+1)))
+		register("eu", fmt.Sprintf("c%04d", i))
 	}
-	put("us", "c0", 50)
+	register("us", "c0")
+	natstest.Eventually(t, 30*time.Second, func() bool {
+		top, err := svc.Get(topologysvc.GetRequest{StatsOnly: true})
+		return err == nil && top.Global.Collectors == n+1
+	}, "collectors registered")
+	for i := range n {
+		report("eu", fmt.Sprintf("c%04d", i), float64(100*(i%9+1)))
+	}
+	report("us", "c0", 50)
 	natstest.Eventually(t, 30*time.Second, func() bool {
 		top, err := svc.Get(topologysvc.GetRequest{StatsOnly: true})
 		return err == nil && top.Global.Healthy == n+1
