@@ -176,6 +176,11 @@ func TestFollowsTheLoadStream(t *testing.T) {
 		outcomes[o.String()]++
 	}})
 	run(t, srv, kv, v)
+	select { // the follower is live: every report below is delivered, none folded by a replay
+	case <-v.CaughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the load stream's replay never ended")
+	}
 	publish(t, srv, report("eu", "c1", 10, true))
 	publish(t, srv, report("eu", "late", 20, true))
 	router := report("us", "r1", 30, true) // r1 is registered in eu
@@ -184,7 +189,7 @@ func TestFollowsTheLoadStream(t *testing.T) {
 	router.Region = "eu"
 	publish(t, srv, router)
 	nc, _ := srv.JetStream(t)
-	if err := nc.Publish("otlp.load.eu.c1", []byte("garbage")); err != nil {
+	if err := nc.Publish("otlp.load.eu.junk", []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, 10*time.Second, func() bool {
