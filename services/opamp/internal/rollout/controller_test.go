@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -49,6 +50,8 @@ type fleet struct {
 	events  []events.RolloutEvent
 	agents  map[string]events.AgentState
 	version uint64
+	// tracer, if set, traces the controllers run starts.
+	tracer trace.Tracer
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -154,6 +157,9 @@ func (f *fleet) run(token uint64) (stop func()) {
 	c, err := rollout.New(rollout.Config{Tick: 20 * time.Millisecond, SamplingThreshold: 0.1}, f.nc, events.Default, "t", nil)
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if f.tracer != nil {
+		c.Trace(f.tracer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
