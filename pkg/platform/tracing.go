@@ -71,9 +71,10 @@ const (
 	TraceProtocolHTTP = "http/protobuf"
 )
 
-// TracingFromEnv reads the variables above through getenv (os.Getenv when nil). It
-// creates no exporter yet: providers are made on first use. A protocol other than grpc
-// or http/protobuf is an error naming the variable.
+// TracingFromEnv decides, through getenv (os.Getenv when nil), whether tracing is on
+// and which protocol it uses; the exporters and the SDK read their own variables from
+// the process's environment. It creates no exporter yet: providers are made on first
+// use. A protocol other than grpc or http/protobuf is an error naming the variable.
 func TracingFromEnv(getenv func(string) string, instance string, log *slog.Logger) (*Tracing, error) {
 	if getenv == nil {
 		getenv = os.Getenv

@@ -241,17 +241,7 @@ func TestCompareAndSetConflictBetweenTwoWriters(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	wins := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			wins++
-		case errors.Is(err, configsvc.ErrConflict):
-		default:
-			t.Errorf("unexpected error: %v", err)
-		}
-	}
-	if wins != 1 {
+	if wins := winners(t, errs); wins != 1 {
 		t.Fatalf("%d writers won, want exactly 1", wins)
 	}
 	// Without an expected version, racing writers still never lose a write silently:

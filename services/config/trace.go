@@ -26,7 +26,8 @@ func (s *Store) TraceWrites(js jetstream.JetStream) *Store {
 	return s
 }
 
-// write stores data under key by compare-and-set on rev (0: the key must not exist).
+// write stores data under key by compare-and-set on rev (0: the key must not exist, or
+// was deleted).
 func (s *Store) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
 	if s.js == nil || !trace.SpanContextFromContext(ctx).IsValid() {
 		if rev == 0 {
@@ -34,18 +35,36 @@ func (s *Store) write(ctx context.Context, key string, data []byte, rev uint64) 
 		}
 		return s.kv.Update(ctx, key, data, rev)
 	}
-	// What kv.Update publishes, plus the trace context.
-	m := nats.NewMsg("$KV." + s.kv.Bucket() + "." + key)
+	subject := "$KV." + s.kv.Bucket() + "." + key
+	seq, err := s.publish(ctx, subject, data, rev)
+	if err == nil || rev != 0 || !natsconn.IsConflict(err) {
+		return seq, err
+	}
+	// A deleted key keeps its delete marker as its last message: write over the marker,
+	// as kv.Create does, and refuse a live key as before.
+	st, serr := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+	if serr != nil {
+		return 0, err
+	}
+	last, lerr := st.GetLastMsgForSubject(ctx, subject)
+	if lerr != nil {
+		return 0, err
+	}
+	if op := last.Header.Get("KV-Operation"); op != "DEL" && op != "PURGE" {
+		return 0, err
+	}
+	return s.publish(ctx, subject, data, last.Sequence)
+}
+
+// publish is what kv.Update publishes (the value, expecting revision rev of its
+// subject), plus ctx's trace context.
+func (s *Store) publish(ctx context.Context, subject string, data []byte, rev uint64) (uint64, error) {
+	m := nats.NewMsg(subject)
 	m.Data = data
 	platform.InjectTrace(ctx, m.Header)
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
 	ack, err := s.js.PublishMsg(ctx, m)
 	if err != nil {
-		if rev == 0 && natsconn.IsConflict(err) {
-			// A deleted key keeps its delete marker as its last message: kv.Create
-			// knows how to write over it (and refuses a live key as before).
-			return s.kv.Create(ctx, key, data)
-		}
 		return 0, err
 	}
 	return ack.Sequence, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/configwatch"
@@ -80,6 +81,8 @@ type fixture struct {
 	js  jetstream.JetStream
 	b   *natsconn.Buckets
 	cfg *fakeConfig
+	// tracer, if set, traces the replicas started from now on.
+	tracer trace.Tracer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -127,7 +130,7 @@ func (f *fixture) startReplica(t *testing.T, id string, cfg Config) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(cfg, Deps{NC: nc, JS: js, Instance: id, Config: f.cfg, Log: testLog(t, id)})
+	svc, err := New(cfg, Deps{NC: nc, JS: js, Instance: id, Config: f.cfg, Log: testLog(t, id), Tracer: f.tracer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
 	"github.com/otelfleet/otelfleet/pkg/events"
@@ -53,6 +54,8 @@ type fleet struct {
 	version uint64
 	// reg receives every controller's metrics (shared across terms).
 	reg *prometheus.Registry
+	// tracer, if set, traces the controllers run starts.
+	tracer trace.Tracer
 }
 
 func newFleet(t *testing.T) *fleet {
@@ -158,6 +161,9 @@ func (f *fleet) run(token uint64) (stop func()) {
 	c, err := rollout.New(rollout.Config{Tick: 20 * time.Millisecond, SamplingThreshold: 0.1}, f.nc, events.Default, "t", nil, f.reg)
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if f.tracer != nil {
+		c.Trace(f.tracer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
