@@ -295,7 +295,7 @@ func TestBackendJoins(t *testing.T) {
 // never goes over its limit.
 func TestOverload(t *testing.T) {
 	cfg := testConfig()
-	cfg.MemoryLimit, cfg.MaxRequestBytes, cfg.MaxDecompressedBytes = 256<<10, 32<<10, 64<<10
+	cfg.MemoryLimit, cfg.MaxRequestBytes, cfg.MaxDecompressedBytes = 160<<10, 32<<10, 64<<10 // the least that holds the largest request
 	e := startRouter(t, cfg)
 	bs := []*backend{e.addBackend("b1")}
 	e.putGlobal(unlimited())

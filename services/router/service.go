@@ -96,6 +96,9 @@ type Service struct {
 	listenOnce         sync.Once
 
 	totals struct{ received, kept, sampled, rateLimited atomic.Int64 }
+	// active counts the requests in export, from arrival to answer (delivered mode sends
+	// the lingering batches of a request that is alone at once).
+	active atomic.Int64
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
