@@ -118,29 +118,39 @@ func (s Sampler) TValue() string {
 // for a tracestate "th" or "rv" value that does not follow the specification.
 var ErrInvalidValue = errors.New("invalid tracestate sampling value")
 
+// ErrThreshold and ErrRandomness are what ParseThreshold and ParseRandomness return for a
+// malformed value (both wrap ErrInvalidValue). They are sentinels, so a malformed value
+// costs no allocation: a hot path that meets one in every span's tracestate stays
+// allocation-free; a caller that reports it holds the value.
+var (
+	ErrThreshold  = fmt.Errorf("%w: th must be 1 to %d lowercase hex digits", ErrInvalidValue, thresholdHexDigits)
+	ErrRandomness = fmt.Errorf("%w: rv must be %d lowercase hex digits", ErrInvalidValue, thresholdHexDigits)
+)
+
 // ParseThreshold parses a tracestate "th" value: 1 to 14 lowercase hex digits, padded
-// with zeros on the right to 56 bits ("c" is 0xc0000000000000). It does not allocate
-// unless it fails.
+// with zeros on the right to 56 bits ("c" is 0xc0000000000000). It does not allocate;
+// a malformed value returns ErrThreshold.
 func ParseThreshold[T ~string | ~[]byte](s T) (uint64, error) {
 	if len(s) == 0 || len(s) > thresholdHexDigits {
-		return 0, fmt.Errorf("%w: th %q has %d hex digits, want 1 to %d", ErrInvalidValue, s, len(s), thresholdHexDigits)
+		return 0, ErrThreshold
 	}
 	v, ok := parseHex(s)
 	if !ok {
-		return 0, fmt.Errorf("%w: th %q is not lowercase hex", ErrInvalidValue, s)
+		return 0, ErrThreshold
 	}
 	return v << (4 * (thresholdHexDigits - len(s))), nil
 }
 
 // ParseRandomness parses a tracestate "rv" value: exactly 14 lowercase hex digits, a
-// 56-bit randomness value. It does not allocate unless it fails.
+// 56-bit randomness value. It does not allocate; a malformed value returns
+// ErrRandomness.
 func ParseRandomness[T ~string | ~[]byte](s T) (uint64, error) {
 	if len(s) != thresholdHexDigits {
-		return 0, fmt.Errorf("%w: rv %q has %d hex digits, want %d", ErrInvalidValue, s, len(s), thresholdHexDigits)
+		return 0, ErrRandomness
 	}
 	v, ok := parseHex(s)
 	if !ok {
-		return 0, fmt.Errorf("%w: rv %q is not lowercase hex", ErrInvalidValue, s)
+		return 0, ErrRandomness
 	}
 	return v, nil
 }

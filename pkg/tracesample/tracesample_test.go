@@ -342,6 +342,22 @@ func TestParseThreshold(t *testing.T) {
 	}
 }
 
+// TestParseMalformedAllocatesNothing: a malformed th or rv is refused with a sentinel,
+// without an allocation (the router meets them per span).
+func TestParseMalformedAllocatesNothing(t *testing.T) {
+	th, rv := []byte("zz"), []byte("0123")
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := ParseThreshold(th); !errors.Is(err, ErrThreshold) || !errors.Is(err, ErrInvalidValue) {
+			t.Fatalf("ParseThreshold(%q): %v", th, err)
+		}
+		if _, err := ParseRandomness(rv); !errors.Is(err, ErrRandomness) || !errors.Is(err, ErrInvalidValue) {
+			t.Fatalf("ParseRandomness(%q): %v", rv, err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per malformed th and rv", n)
+	}
+}
+
 func TestParseRandomness(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

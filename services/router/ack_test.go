@@ -2,6 +2,7 @@ package routersvc
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/otelfleet/otelfleet/pkg/events"
+	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/natstest"
 )
 
@@ -201,10 +204,12 @@ func TestDeliveredBackendKilledMidStream(t *testing.T) {
 	e.putDecision(1)
 	stop := make(chan struct{})
 	a, wg := sendUntil(t, e.grpcAddr(), 8, stop)
-	natstest.Eventually(t, 10*time.Second, func() bool { _, n := bs[1].counts(); return n > 200 }, "no traffic on b2")
+	// The deadlines bound a failure only: under -race with other tests alongside the same
+	// progress takes several times longer.
+	natstest.Eventually(t, 30*time.Second, func() bool { _, n := bs[1].counts(); return n > 200 }, "no traffic on b2")
 	bs[1].srv.Stop()
 	_, b1 := bs[0].counts()
-	natstest.Eventually(t, 10*time.Second, func() bool { _, n := bs[0].counts(); return n > b1+800 }, "traffic did not continue")
+	natstest.Eventually(t, 30*time.Second, func() bool { _, n := bs[0].counts(); return n > b1+800 }, "traffic did not continue")
 	close(stop)
 	wg.Wait()
 	a.atBackends(t, bs...)
@@ -220,7 +225,7 @@ func TestDeliveredRouterCrash(t *testing.T) {
 	e.putDecision(1)
 	stop := make(chan struct{})
 	a, wg := sendUntil(t, e.grpcAddr(), 8, stop)
-	natstest.Eventually(t, 10*time.Second, func() bool { return total(bs...) > 2000 }, "no traffic")
+	natstest.Eventually(t, 30*time.Second, func() bool { return total(bs...) > 2000 }, "no traffic")
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = e.r.rcv.Stop(gone)
@@ -265,5 +270,59 @@ func TestDeliveredManyClientsBatch(t *testing.T) {
 	t.Logf("%d requests in %d export calls", clients*each, calls)
 	if calls >= clients*each {
 		t.Fatalf("%d export calls for %d requests: no batching", calls, clients*each)
+	}
+}
+
+// TestDeliveredAloneSkipsLinger: a request alone in the router is sent at once instead of
+// after --ack-linger (its client waits for it and nobody else can add to the batch), so
+// one sequential exporter does not wait out a linger per request; with company it lingers
+// (TestDeliveredManyClientsBatch).
+func TestDeliveredAloneSkipsLinger(t *testing.T) {
+	cfg := testConfig()
+	cfg.AckLinger = time.Second // the longest allowed
+	e := startRouter(t, cfg)
+	b := e.addBackend("b1")
+	e.putGlobal(unlimited())
+	e.putDecision(1)
+	// A region config whose batches may wait longer than the linger, so the linger is
+	// what would hold the batch.
+	r := fleetconfig.DefaultRegion()
+	r.Batch.MaxWaitTime = fleetconfig.Duration(time.Minute)
+	r.Version, r.UpdatedBy = 1, "test"
+	doc, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := e.js.KeyValue(context.Background(), events.Default.ConfigBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := events.RegionConfigKey(testRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), key, doc); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		s := e.r.policy.Load().snap
+		return s != nil && time.Duration(s.Region(testRegion).Batch.MaxWaitTime) == time.Minute
+	}, "region config not applied")
+	cc := dial(t, e.grpcAddr())
+	start := time.Now()
+	for i := range 3 {
+		if err := <-exportOnce(t, cc, [16]byte{byte(i), 9}, 4); err != nil {
+			t.Fatalf("export: %v", err)
+		}
+	}
+	// Waiting out the linger, three requests take at least 3 s; without it, a few
+	// export calls (half of that bounds a failure on a loaded machine).
+	if took := time.Since(start); took > 3*cfg.AckLinger/2 {
+		t.Fatalf("3 sequential requests took %v: they waited for the %v linger", took, cfg.AckLinger)
+	} else {
+		t.Logf("3 sequential requests answered in %v", took)
+	}
+	if _, n := b.counts(); n != 12 {
+		t.Fatalf("backend has %d of 12 spans", n)
 	}
 }

@@ -105,6 +105,13 @@ func TestReceiversMutualTLSAndBearerToken(t *testing.T) {
 			t.Errorf("gRPC with authorization %q: %v, want UNAUTHENTICATED", tok, err)
 		}
 	}
+	// The tap refuses before the handler runs; the signal comes from the method name.
+	if got := testutil.ToFloat64(e.r.m.requests.WithLabelValues("traces", outcomeUnauthenticated)); got != 4+2 {
+		t.Errorf("requests_total{signal=traces,outcome=unauthenticated}: %v after 4 HTTP and 2 gRPC refusals, want 6", got)
+	}
+	if got := testutil.ToFloat64(e.r.m.requests.WithLabelValues("any", outcomeUnauthenticated)); got != 0 {
+		t.Errorf("requests_total{signal=any,outcome=unauthenticated}: %v, want 0", got)
+	}
 	// Accepted: two traces of 3 and 4 spans; the refused ones had other trace IDs.
 	natstest.Eventually(t, 10*time.Second, func() bool { return total(b) == 7 }, "the 7 accepted spans reach the backend")
 	if got, _ := b.counts(); len(got) != 2 || got[[16]byte{1, 1}] != 3 || got[[16]byte{2, 1}] != 4 {

@@ -92,11 +92,15 @@ func benchSplitRoute(b *testing.B, lim *ratelimit.Fleet) {
 // backends draining them (gzip on the wire), in --ack queued (answered once queued). It
 // reports the spans per second the router accepted; refusals (queues full) are counted,
 // not hidden.
-func BenchmarkExport(b *testing.B) {
+func BenchmarkExport(b *testing.B) { benchSerial(b, AckQueued, "b1", "b2", "b3") }
+
+// benchSerial sends one request after the other through a router in mode ack with the
+// backends ids, reporting the spans per second accepted and the share refused.
+func benchSerial(b *testing.B, ack string, ids ...string) {
 	cfg := testConfig()
-	cfg.Ack = AckQueued
+	cfg.Ack = ack
 	e := startRouter(b, cfg)
-	for _, id := range []string{"b1", "b2", "b3"} {
+	for _, id := range ids {
 		e.addBackend(id)
 	}
 	e.putGlobal(unlimited())
@@ -142,3 +146,9 @@ func BenchmarkExportDelivered(b *testing.B) {
 	b.ReportMetric(float64(done.Load()-busy.Load())*512/b.Elapsed().Seconds(), "spans/s")
 	b.ReportMetric(float64(busy.Load())/float64(max(done.Load(), 1)), "refused/op")
 }
+
+// BenchmarkExportSequential is one sequential client in --ack delivered (an SDK's batch
+// exporter: the next request only once the last was answered) with two backends: the
+// figure is the client's throughput, so it includes the batch linger and the backend's
+// export call.
+func BenchmarkExportSequential(b *testing.B) { benchSerial(b, AckDelivered, "b1", "b2") }

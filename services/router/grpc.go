@@ -131,15 +131,17 @@ func (s *Service) grpcServer() *grpc.Server {
 		grpc.ForceServerCodecV2(rawCodec{}),
 		grpc.MaxRecvMsgSize(s.cfg.MaxDecompressedBytes),
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			if !s.auth.authorized(firstOf(info.Header.Get("authorization"))) {
-				s.m.requests.WithLabelValues("any", outcomeUnauthenticated).Inc()
-				return ctx, status.Error(codes.Unauthenticated, "missing or wrong bearer token (metadata authorization: Bearer <token>)")
+			var r *refusal
+			switch {
+			case !s.auth.authorized(firstOf(info.Header.Get("authorization"))):
+				r = refuse(refuseUnauthenticated, "missing or wrong bearer token (metadata authorization: Bearer <token>)")
+			case !s.mem.admit():
+				r = busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+			default:
+				return ctx, nil
 			}
-			if !s.mem.admit() {
-				s.m.requests.WithLabelValues("any", outcomeBusy).Inc()
-				return ctx, grpcStatus(busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit))
-			}
-			return ctx, nil
+			s.m.requests.WithLabelValues(methodSignal(info.FullMethodName), r.outcome()).Inc()
+			return ctx, grpcStatus(r)
 		}),
 	}
 	if s.auth.tls != nil {
@@ -167,12 +169,24 @@ func (s *Service) grpcServer() *grpc.Server {
 	return srv
 }
 
+// methodSignal is the signal label of a gRPC method: the OTLP service's signal, or
+// "any" for a method that is not an OTLP Export.
+func methodSignal(method string) string {
+	for _, gs := range grpcServices {
+		if len(method) == len(gs.name)+len("//Export") && method[1:1+len(gs.name)] == gs.name && method[1+len(gs.name):] == "/Export" {
+			return gs.sig.String()
+		}
+	}
+	return "any"
+}
+
 // exportGRPC handles one gRPC Export call.
 func (s *Service) exportGRPC(ctx context.Context, sig otlpwire.Signal, req []byte) (any, error) {
 	n := int64(len(req))
 	if !s.mem.take(n) {
-		s.m.requests.WithLabelValues(sig.String(), outcomeBusy).Inc()
-		return nil, grpcStatus(busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit))
+		r := busy(retryBusy, "router memory limit (%d bytes) reached; retry later", s.mem.limit)
+		s.m.requests.WithLabelValues(sig.String(), r.outcome()).Inc()
+		return nil, grpcStatus(r)
 	}
 	defer s.mem.give(n)
 	res, r := s.export(ctx, sig, req)
@@ -195,6 +209,8 @@ func grpcStatus(r *refusal) error {
 		code = codes.Unavailable
 	case refuseMediaType:
 		code = codes.InvalidArgument
+	case refuseUnauthenticated:
+		code = codes.Unauthenticated
 	}
 	st := status.New(code, r.msg)
 	if r.kind == refuseBusy && r.retryAfter > 0 {

@@ -103,8 +103,10 @@ func (e *env) putDecision(rate float64) {
 	if _, err := kv.Put(context.Background(), events.DecisionKey, b); err != nil {
 		e.t.Fatal(err)
 	}
+	// Requests read the policy, not the decision: wait until the policy in force holds it
+	// (a stream started before would be sampled at the previous rate, answered OK).
 	natstest.Eventually(e.t, 5*time.Second, func() bool {
-		dec := e.r.decision.Load()
+		dec := e.r.policy.Load().decision
 		return dec != nil && dec.DefaultRate == rate
 	}, "decision not applied")
 }
@@ -349,7 +351,7 @@ func (e *env) putGlobal(g fleetconfig.Global) {
 		e.t.Fatal(err)
 	}
 	natstest.Eventually(e.t, 5*time.Second, func() bool {
-		s := e.r.snap.Load()
+		s := e.r.policy.Load().snap
 		return s != nil && s.Global.Version == 7
 	}, "config not applied")
 }

@@ -33,17 +33,15 @@ func (s *Service) httpExport(sig otlpwire.Signal) http.HandlerFunc {
 		ct, _, ctErr := mime.ParseMediaType(req.Header.Get("Content-Type"))
 		isJSON := ctErr == nil && ct == contentJSON
 		if !s.auth.authorized(req.Header.Get("Authorization")) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="otlp"`)
-			s.writeHTTPError(w, sig, isJSON, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer <token>)")
+			s.refuseHTTP(w, sig, isJSON, refuse(refuseUnauthenticated, "missing or wrong bearer token (Authorization: Bearer <token>)"))
 			return
 		}
 		if req.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			s.writeHTTPError(w, sig, isJSON, http.StatusMethodNotAllowed, "method "+req.Method+" not allowed; OTLP/HTTP takes POST")
+			s.refuseHTTP(w, sig, isJSON, refuse(refuseMethod, "method %s not allowed; OTLP/HTTP takes POST", req.Method))
 			return
 		}
 		if ctErr != nil || (ct != contentProto && ct != contentJSON) {
-			s.writeHTTPError(w, sig, false, http.StatusUnsupportedMediaType, "Content-Type "+strconv.Quote(req.Header.Get("Content-Type"))+": want "+contentProto+" or "+contentJSON)
+			s.refuseHTTP(w, sig, false, refuse(refuseMediaType, "Content-Type %s: want %s or %s", strconv.Quote(req.Header.Get("Content-Type")), contentProto, contentJSON))
 			return
 		}
 		res, r := s.exportHTTP(req, sig, isJSON)
@@ -100,8 +98,9 @@ func (s *Service) exportHTTP(req *http.Request, sig otlpwire.Signal, isJSON bool
 	return s.export(req.Context(), sig, pb)
 }
 
-// refuseHTTP answers a refusal with its status code (Retry-After when busy) and a
-// google.rpc.Status body.
+// refuseHTTP answers a refusal with its status code (Retry-After when busy, the auth
+// challenge when unauthenticated, Allow for a wrong method) and a google.rpc.Status body
+// in the request's encoding, and counts it.
 func (s *Service) refuseHTTP(w http.ResponseWriter, sig otlpwire.Signal, isJSON bool, r *refusal) {
 	code := http.StatusBadRequest
 	switch r.kind {
@@ -112,18 +111,19 @@ func (s *Service) refuseHTTP(w http.ResponseWriter, sig otlpwire.Signal, isJSON 
 		w.Header().Set("Retry-After", retrySeconds(r.retryAfter))
 	case refuseMediaType:
 		code = http.StatusUnsupportedMediaType
+	case refuseMethod:
+		code = http.StatusMethodNotAllowed
+		w.Header().Set("Allow", http.MethodPost)
+	case refuseUnauthenticated:
+		code = http.StatusUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="otlp"`)
 	}
-	s.writeHTTPError(w, sig, isJSON, code, r.msg)
-}
-
-// writeHTTPError writes a google.rpc.Status {code, message} in the request's encoding.
-func (s *Service) writeHTTPError(w http.ResponseWriter, sig otlpwire.Signal, isJSON bool, httpCode int, msg string) {
-	s.m.requests.WithLabelValues(sig.String(), outcomeFor(httpCode)).Inc()
-	grpcCode := rpcCodeFor(httpCode)
+	s.m.requests.WithLabelValues(sig.String(), r.outcome()).Inc()
+	grpcCode := rpcCodeFor(code)
 	if isJSON {
 		w.Header().Set("Content-Type", contentJSON)
-		w.WriteHeader(httpCode)
-		m, _ := json.Marshal(msg)
+		w.WriteHeader(code)
+		m, _ := json.Marshal(r.msg)
 		_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(grpcCode) + `,"message":` + string(m) + `}`))
 		return
 	}
@@ -131,9 +131,9 @@ func (s *Service) writeHTTPError(w http.ResponseWriter, sig otlpwire.Signal, isJ
 	b = protowire.AppendTag(b, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, uint64(grpcCode))
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendString(b, msg)
+	b = protowire.AppendString(b, r.msg)
 	w.Header().Set("Content-Type", contentProto)
-	w.WriteHeader(httpCode)
+	w.WriteHeader(code)
 	_, _ = w.Write(b)
 }
 

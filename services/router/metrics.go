@@ -1,7 +1,6 @@
 package routersvc
 
 import (
-	"net/http"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,29 +21,18 @@ const (
 	outcomeUnauthenticated = "unauthenticated"
 )
 
+// outcome is the refusal's outcome label: the one mapping from refusals to outcomes,
+// for both protocols.
 func (r *refusal) outcome() string {
 	switch r.kind {
 	case refuseTooLarge:
 		return outcomeTooLarge
 	case refuseBusy:
 		return outcomeBusy
-	case refuseMediaType:
+	case refuseMediaType, refuseMethod:
 		return outcomeUnsupported
-	}
-	return outcomeMalformed
-}
-
-// outcomeFor is the outcome of an HTTP error status.
-func outcomeFor(code int) string {
-	switch code {
-	case http.StatusUnauthorized:
+	case refuseUnauthenticated:
 		return outcomeUnauthenticated
-	case http.StatusRequestEntityTooLarge:
-		return outcomeTooLarge
-	case http.StatusServiceUnavailable:
-		return outcomeBusy
-	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
-		return outcomeUnsupported
 	}
 	return outcomeMalformed
 }

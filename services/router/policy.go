@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/services/router/internal/balance"
@@ -15,8 +16,10 @@ import (
 // router's region preference. It is immutable once published; a config or decision
 // change publishes a new one, so its per-service plans are never stale.
 type policy struct {
-	region     string
-	decision   *events.Decision
+	region   string
+	decision *events.Decision
+	// snap is the config snapshot it was built from (nil before the first).
+	snap       *configwatch.Snapshot
 	configRate float64
 	rules      []fleetconfig.RoutingRule
 	pref       []string

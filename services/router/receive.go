@@ -28,6 +28,10 @@ const (
 	refuseBusy
 	// refuseMediaType: HTTP 415 (an unknown content type or encoding).
 	refuseMediaType
+	// refuseMethod: HTTP 405 (OTLP/HTTP takes POST).
+	refuseMethod
+	// refuseUnauthenticated: HTTP 401 / UNAUTHENTICATED (no or a wrong bearer token).
+	refuseUnauthenticated
 )
 
 // refusal is why a request was not taken.

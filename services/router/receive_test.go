@@ -263,3 +263,20 @@ func TestBusyUntilReady(t *testing.T) {
 		t.Fatalf("gRPC before ready: %v", err)
 	}
 }
+
+// TestMethodSignal: a gRPC refusal before the handler is labelled with the signal of the
+// method called.
+func TestMethodSignal(t *testing.T) {
+	for method, want := range map[string]string{
+		"/opentelemetry.proto.collector.trace.v1.TraceService/Export":     "traces",
+		"/opentelemetry.proto.collector.logs.v1.LogsService/Export":       "logs",
+		"/opentelemetry.proto.collector.metrics.v1.MetricsService/Export": "metrics",
+		"/opentelemetry.proto.collector.trace.v1.TraceService/Other":      "any",
+		"/grpc.health.v1.Health/Check":                                    "any",
+		"":                                                                "any",
+	} {
+		if got := methodSignal(method); got != want {
+			t.Errorf("methodSignal(%q) = %q, want %q", method, got, want)
+		}
+	}
+}

@@ -219,6 +219,8 @@ func (s *Service) export(ctx context.Context, sig otlpwire.Signal, req []byte) (
 	if !s.ready.Load() {
 		return exportResult{}, busy(retryBusy, "router starting: waiting for the registry, config and sampling decision; retry shortly")
 	}
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	t := s.tables.Load()
 	st := s.getSplitState(sig, t)
 	defer putSplitState(st)
@@ -264,6 +266,13 @@ func (s *Service) export(ctx context.Context, sig otlpwire.Signal, req []byte) (
 	for i := range st.stranded {
 		stranded += st.stranded[i].Items
 		st.stranded[i].Release()
+	}
+	if ack != nil && submitted > 0 && s.active.Load() == 1 {
+		// This is the only request in the router: its client waits for these parts and
+		// no other can send more before they go, so the linger would only add latency
+		// (one sequential exporter would wait out every linger). With others active, the
+		// linger lets their parts share the export call.
+		s.exp.FlushLingering()
 	}
 	if ack != nil {
 		export.Settle(st.acks, true) // the request's own reference: every part is out

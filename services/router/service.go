@@ -71,8 +71,10 @@ type Service struct {
 	mon     *loadmon.Monitor // spans received (before sampling)
 	fwd     *loadmon.Monitor // spans handed to backends (kept and accepted)
 
-	tables   atomic.Pointer[tables]
+	tables atomic.Pointer[tables]
+	// policy is built from decision and snap; publish stores them together.
 	policy   atomic.Pointer[policy]
+	policyMu sync.Mutex
 	decision atomic.Pointer[events.Decision]
 	snap     atomic.Pointer[configwatch.Snapshot]
 
@@ -100,6 +102,9 @@ type Service struct {
 	listenOnce         sync.Once
 
 	totals struct{ received, kept, sampled, rateLimited atomic.Int64 }
+	// active counts the requests in export, from arrival to answer (delivered mode sends
+	// the lingering batches of a request that is alone at once).
+	active atomic.Int64
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -174,6 +179,7 @@ func (s *Service) exportConfig(r fleetconfig.Region) export.Config {
 func (s *Service) newPolicy(region string) *policy {
 	p := &policy{region: region, decision: s.decision.Load(), configRate: 1, plans: map[string]*plan{}}
 	if snap := s.snap.Load(); snap != nil {
+		p.snap = snap
 		p.configRate = snap.Global.SamplingRate
 		p.rules = snap.Global.RoutingRules
 		p.pref = snap.Region(region).LocalRoutingPreference
@@ -181,10 +187,22 @@ func (s *Service) newPolicy(region string) *policy {
 	return p
 }
 
-// applyConfig takes a new config snapshot (configwatch listener).
-func (s *Service) applyConfig(snap configwatch.Snapshot) {
-	s.snap.Store(&snap)
+// publish stores what set changes (the config snapshot or the decision) and the policy
+// built from it, under policyMu: the config watcher and the decision watch run
+// concurrently, and a policy built from the other's older value and stored last would
+// stay in force (a lost update: e.g. the config's fallback sampling rate instead of the
+// decision's). Requests read only the policy.
+func (s *Service) publish(set func()) {
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
+	set()
 	s.policy.Store(s.newPolicy(s.d.Region))
+}
+
+// applyConfig takes a new config snapshot (configwatch listener). The limits and the
+// export config go first, the snapshot and its policy last, so a snapshot in force means
+// the whole config is.
+func (s *Service) applyConfig(snap configwatch.Snapshot) {
 	rl := snap.Global.RateLimiting
 	limits := ratelimit.Limits{MaxQPS: rl.MaxQPS, Burst: float64(rl.BurstSize), PerServiceLimit: rl.PerServiceLimit}
 	if f := s.limiter.Load(); f != nil {
@@ -195,6 +213,7 @@ func (s *Service) applyConfig(snap configwatch.Snapshot) {
 	if err := s.exp.SetConfig(s.exportConfig(snap.Region(s.d.Region))); err != nil {
 		s.log.Error("export config not applied; the previous one stays in force", "err", err)
 	}
+	s.publish(func() { s.snap.Store(&snap) })
 }
 
 // applyDecision takes a sampling decision from KV.
@@ -211,8 +230,7 @@ func (s *Service) applyDecision(e jetstream.KeyValueEntry) {
 		s.log.Error("sampling decision rejected; the previous one stays in force", "revision", e.Revision(), "err", err)
 		return
 	}
-	s.decision.Store(&d)
-	s.policy.Store(s.newPolicy(s.d.Region))
+	s.publish(func() { s.decision.Store(&d) })
 }
 
 // Ready returns a channel closed once the registry replay, the first config and the

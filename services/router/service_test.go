@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -16,6 +18,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/otelfleet/otelfleet/pkg/configwatch"
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/loadreport"
@@ -340,5 +343,52 @@ func TestLogsAndMetrics(t *testing.T) {
 	}
 	if len(traceAt) != traces+1 || len(svcAt) != 6 {
 		t.Fatalf("placements: %d traces (want %d + the untraced), %d services (want 6)", len(traceAt), traces, len(svcAt))
+	}
+}
+
+// TestPolicyFollowsConfigAndDecision: the config watcher and the decision watch apply
+// their values concurrently; the policy requests read must be built from the latest of
+// both (a policy built from the older decision and stored last kept the config's fallback
+// sampling rate in force: traces sampled out, their clients answered OK).
+func TestPolicyFollowsConfigAndDecision(t *testing.T) {
+	e := startRouter(t, testConfig())
+	kv, err := e.js.KeyValue(context.Background(), events.Default.SamplingBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []jetstream.KeyValueEntry
+	for v := range 2 {
+		d := events.Decision{
+			V: events.DecisionVersion, Version: uint64(v + 1), Leader: "test", Token: 1, At: time.Now(), IntervalMS: 1000,
+			Strategy: "sampling_rate", GlobalRate: 1, DefaultRate: 1, Services: map[string]events.ServiceDecision{},
+		}
+		b, err := events.Encode(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := kv.Put(context.Background(), "test-decision", b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ent, err := kv.GetRevision(context.Background(), "test-decision", rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, ent)
+	}
+	g := unlimited()
+	for i := range 2000 {
+		g.Version = uint64(100 + i)
+		snap := configwatch.Snapshot{Global: g}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); e.r.applyConfig(snap) }()
+		go func() { defer wg.Done(); e.r.applyDecision(entries[i%2]) }()
+		wg.Wait()
+		p := e.r.policy.Load()
+		if p.decision != e.r.decision.Load() || p.snap != e.r.snap.Load() {
+			t.Fatalf("round %d: the policy in force was built from decision %d and config %d; in force are decision %d and config %d",
+				i, p.decision.Version, p.snap.Global.Version, e.r.decision.Load().Version, e.r.snap.Load().Global.Version)
+		}
 	}
 }

@@ -227,6 +227,17 @@ func (e *Exporter) Submit(key string, b Batch) error {
 	return t.submit(b)
 }
 
+// FlushLingering sends every batch holding a part someone waits for (Batch.Acks) now,
+// not AckLinger after the part arrived: the caller knows no more parts are coming soon
+// (e.g. every waiting client is blocked on its answer).
+func (e *Exporter) FlushLingering() {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, t := range e.targets {
+		t.flushLingering() // takes only t.mu (the order SetConfig takes them in)
+	}
+}
+
 // InFlight returns backend key's requests in flight (for least_connections).
 func (e *Exporter) InFlight(key string) int64 {
 	e.mu.RLock()

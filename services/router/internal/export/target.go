@@ -171,6 +171,18 @@ func (t *target) flushLocked(sig int) {
 	}
 }
 
+// flushLingering sends at once the batches that hold parts someone waits for (instead of
+// at the end of their linger).
+func (t *target) flushLingering() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for sig := 1; sig < numSignals; sig++ {
+		if t.pend[sig].lingering {
+			t.flushLocked(sig)
+		}
+	}
+}
+
 func (t *target) flushAllLocked() {
 	for sig := 1; sig < numSignals; sig++ {
 		t.flushLocked(sig)

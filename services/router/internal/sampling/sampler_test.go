@@ -255,11 +255,13 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 	s := New(0.5)
 	buf := make([]byte, 0, 256)
 	ts := []byte("vendor=abc,ot=th:4;x:y")
+	bad := []byte("ot=th:zz;rv:0123") // malformed th and rv: rewritten, refused without an error allocated
 	ids := randomIDs(64, 6)
 	if n := testing.AllocsPerRun(200, func() {
 		for _, id := range ids {
 			s.Decide(id, ts, buf[:0])
 			s.Decide(id, nil, buf[:0])
+			s.Decide(id, bad, buf[:0])
 		}
 	}); n != 0 {
 		t.Fatalf("%v allocations", n)
@@ -270,7 +272,10 @@ func BenchmarkDecide(b *testing.B) {
 	s := New(0.25)
 	buf := make([]byte, 0, 256)
 	ids := randomIDs(1024, 7)
-	for _, bc := range []struct{ name, ts string }{{"no-tracestate", ""}, {"ot-and-vendor", "vendor=abc,ot=th:8;rv:f0000000000000"}} {
+	for _, bc := range []struct{ name, ts string }{
+		{"no-tracestate", ""}, {"ot-and-vendor", "vendor=abc,ot=th:8;rv:f0000000000000"},
+		{"malformed-th-rv", "ot=th:zz;rv:0123"}, // refused by a sentinel: 0 allocs
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := []byte(bc.ts)
 			b.ReportAllocs()
