@@ -32,7 +32,8 @@ func validateHysteresis(h Hysteresis) error {
 }
 
 // judge is the reported status and the consecutive readings pulling it away. The zero
-// value reports healthy.
+// value has reported nothing: the first reading is reported as it is (there is nothing
+// to flap from, and a registration must not claim a health it was never judged to have).
 type judge struct {
 	reported      events.HealthStatus
 	worse, better int
@@ -53,7 +54,8 @@ func rank(s events.HealthStatus) int {
 // report.
 func (j judge) next(raw events.HealthStatus, h Hysteresis) (judge, events.HealthStatus) {
 	if j.reported == "" {
-		j.reported = events.HealthHealthy
+		j.reported = raw
+		return j, raw
 	}
 	switch r, cur := rank(raw), rank(j.reported); {
 	case r > cur:

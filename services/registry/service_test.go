@@ -109,7 +109,7 @@ type fakeSampler struct {
 func (f *fakeSampler) Sample() (sysstat.Reading, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return sysstat.Reading{HostCPU: f.cpu, HostMemUsed: 0.3, At: time.Now()}, nil
+	return sysstat.Reading{ProcessCPUShare: f.cpu, HostCPU: f.cpu, HostMemUsed: 0.3, At: time.Now()}, nil
 }
 
 func (f *fakeSampler) set(cpu float64) {
@@ -123,7 +123,10 @@ func (f *fakeSampler) set(cpu float64) {
 func agent(t *testing.T, srv *natstest.Server, region, id string, fs *fakeSampler) (*registration.Client, *nats.Conn) {
 	t.Helper()
 	nc, _, kv := connect(t, srv)
-	c, err := registration.New(kv, registration.Config{Kind: events.KindCollector, Region: region, ID: id, Address: id + ":4317", CapacityQPS: 1000, Sampler: fs}, nil)
+	// Each reading is reported as it comes (no hysteresis): these tests are about the
+	// registry's transitions, pkg/registration's own tests about the hysteresis.
+	c, err := registration.New(kv, registration.Config{Kind: events.KindCollector, Region: region, ID: id, Address: id + ":4317", CapacityQPS: 1000, Sampler: fs,
+		Hysteresis: registration.Hysteresis{WorseAfter: 1, BetterAfter: 1}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
