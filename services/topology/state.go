@@ -42,6 +42,8 @@ type record struct {
 	reportAt, receivedAt time.Time
 	// opamp is set only in Build's copies: the collector's OpAMP view, if any.
 	opamp *OpAMP
+	// gone is set when the record leaves the state (Build drops it from the order).
+	gone bool
 }
 
 // LoadResult says what State.PutLoad did with a report.
@@ -74,11 +76,15 @@ type State struct {
 	recs         map[collectorKey]*record
 	unregistered int
 	sampling     *float64
-	// order holds the registered records sorted by key; it is re-sorted by Build only
-	// when a collector was added or removed (orderDirty), so a build copies records in
-	// order instead of sorting 10,000 of them every time.
-	order      []*record
-	orderDirty bool
+	// order holds the registered records sorted by key. Build brings it up to date
+	// only when collectors joined (joined: records registered since, in no order) or
+	// left (left: how many; their records are marked gone): a few changes are merged
+	// in (sort the joined, drop the gone, one merge pass), many re-sort everything. So a
+	// build copies records in order instead of sorting 100,000 of them, and a collector
+	// joining a large fleet costs a merge, not a sort.
+	order  []*record
+	joined []*record
+	left   int
 
 	// agents maps an OpAMP agent's uid to the collector it registers as and its view;
 	// opamp is the view by collector (see PutAgent).
@@ -115,10 +121,10 @@ func (s *State) PutRegistration(r *events.Registration) {
 	if rec == nil {
 		rec = &record{key: k}
 		s.recs[k] = rec
-		s.orderDirty = true
+		s.joined = append(s.joined, rec)
 	} else if !rec.registered {
 		s.unregistered--
-		s.orderDirty = true
+		s.joined = append(s.joined, rec)
 	}
 	rec.registered = true
 	rec.reg = reg
@@ -135,8 +141,9 @@ func (s *State) DeleteRegistration(region, id string) bool {
 		return false
 	}
 	delete(s.recs, k)
+	rec.gone = true
 	if rec.registered {
-		s.orderDirty = true
+		s.left++
 	} else {
 		s.unregistered--
 	}
@@ -153,7 +160,8 @@ func (s *State) RetainRegistrations(keep map[collectorKey]struct{}) int {
 	for k, rec := range s.recs {
 		if _, ok := keep[k]; rec.registered && !ok {
 			delete(s.recs, k)
-			s.orderDirty = true
+			rec.gone = true
+			s.left++
 			n++
 		}
 	}
@@ -225,27 +233,13 @@ func (s *State) Build(now time.Time) (*view, int) {
 		for k, rec := range s.recs {
 			if !rec.registered && now.Sub(rec.receivedAt) > s.grace {
 				delete(s.recs, k)
+				rec.gone = true
 				s.unregistered--
 				dropped++
 			}
 		}
 	}
-	if s.orderDirty {
-		s.order = s.order[:0]
-		for _, rec := range s.recs {
-			if rec.registered {
-				s.order = append(s.order, rec)
-			}
-		}
-		slices.SortFunc(s.order, func(a, b *record) int {
-			if c := cmp.Compare(a.key.region, b.key.region); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.key.id, b.key.id)
-		})
-		clear(s.order[len(s.order):cap(s.order)])
-		s.orderDirty = false
-	}
+	s.updateOrderLocked()
 	for _, rec := range s.order {
 		recs = append(recs, *rec)
 		if len(s.opamp) > 0 {
@@ -281,6 +275,60 @@ func (s *State) Build(now time.Time) (*view, int) {
 	// Clear the scratch copies so they do not pin strings of forgotten collectors.
 	clear(recs)
 	return v, dropped
+}
+
+// compareRecords orders records by region, then id.
+func compareRecords(a, b *record) int {
+	if c := cmp.Compare(a.key.region, b.key.region); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.key.id, b.key.id)
+}
+
+// updateOrderLocked brings s.order up to date with the collectors that joined and left
+// since the last build (see State.order). s.mu must be held.
+func (s *State) updateOrderLocked() {
+	if len(s.joined) == 0 && s.left == 0 {
+		return
+	}
+	if len(s.joined)+s.left > len(s.order)/8 {
+		// Many changes (or the first build): collect and sort everything.
+		s.order = s.order[:0]
+		for _, rec := range s.recs {
+			if rec.registered {
+				s.order = append(s.order, rec)
+			}
+		}
+		slices.SortFunc(s.order, compareRecords)
+	} else {
+		kept := s.order[:0]
+		for _, rec := range s.order {
+			if !rec.gone {
+				kept = append(kept, rec)
+			}
+		}
+		add := s.joined[:0]
+		for _, rec := range s.joined {
+			if !rec.gone && rec.registered {
+				add = append(add, rec)
+			}
+		}
+		slices.SortFunc(add, compareRecords)
+		// Merge from the back, in place.
+		n := len(kept)
+		kept = slices.Grow(kept, len(add))[:n+len(add)]
+		for i, j, k := n-1, len(add)-1, len(kept)-1; j >= 0; k-- {
+			if i >= 0 && compareRecords(kept[i], add[j]) > 0 {
+				kept[k], i = kept[i], i-1
+			} else {
+				kept[k], j = add[j], j-1
+			}
+		}
+		s.order = kept
+	}
+	clear(s.order[len(s.order):cap(s.order)])
+	clear(s.joined)
+	s.joined, s.left = s.joined[:0], 0
 }
 
 // collector fills c from rec as of now.
