@@ -74,9 +74,9 @@ type Service struct {
 	addr                             net.Addr
 
 	mu      sync.Mutex
-	agents  map[string]*agent               // uid -> agent held by this replica
-	desired map[string]events.DesiredConfig // uid -> desired config (every agent)
-	loads   map[string]*loadState           // uid -> own-metrics baseline
+	agents  map[string]*agent      // uid -> agent held by this replica
+	desired map[string]heldDesired // uid -> desired config (every agent)
+	loads   map[string]*loadState  // uid -> own-metrics baseline
 }
 
 // New returns the service; an invalid cfg fails with ErrConfig.
@@ -105,7 +105,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, nc: d.NC, ns: ns, instance: d.Instance, region: region,
 		source: events.Source(events.ServiceOpAMP, d.Instance), log: log, m: newMetrics(d.Registerer),
 		secret: secret, leader: d.Leader, ready: make(chan struct{}),
-		agents: map[string]*agent{}, desired: map[string]events.DesiredConfig{}, loads: map[string]*loadState{},
+		agents: map[string]*agent{}, desired: map[string]heldDesired{}, loads: map[string]*loadState{},
 	}, nil
 }
 
@@ -222,7 +222,7 @@ func (s *Service) httpServer() (*http.Server, error) {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
-		handler(w, r)
+		handler(smallBuffers{w}, r)
 	})
 	mux.HandleFunc(ownMetricsPath, s.handleOwnMetrics)
 	srv := &http.Server{

@@ -1,8 +1,8 @@
 package opampsvc
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,8 +50,8 @@ type agent struct {
 
 	rev          uint64 // revision of our last agent.<uid> write (0: none yet)
 	lastWrite    time.Time
-	lastContent  []byte // the state last written, timestamps zeroed
-	regKey       string // registry key last written
+	lastContent  [sha256.Size]byte // hash of the state last written, timestamps zeroed
+	regKey       string            // registry key last written
 	registeredAt time.Time
 	generation   uint64
 	lastReg      events.Registration
@@ -76,11 +76,12 @@ func (s *Service) stateNow(a *agent, now time.Time) events.AgentState {
 	return st
 }
 
-// content is st without its timestamps: what decides whether a write is a change.
-func content(st events.AgentState) []byte {
+// content is the hash of st without its timestamps: what decides whether a write is a
+// change (a hash, not the encoding, is kept per agent).
+func content(st events.AgentState) [sha256.Size]byte {
 	st.UpdatedAt = time.Time{}
 	b, _ := json.Marshal(st)
-	return b
+	return sha256.Sum256(b)
 }
 
 // flush writes the agent's state and registration when they changed (at once) or when
@@ -92,7 +93,7 @@ func (s *Service) flush(ctx context.Context, a *agent, now time.Time) error {
 		return err
 	}
 	c := content(st)
-	changed := !bytes.Equal(c, a.lastContent)
+	changed := c != a.lastContent
 	if !changed && now.Sub(a.lastWrite) < s.ttl/3 {
 		return nil
 	}
