@@ -258,13 +258,22 @@ func RunCluster(t testing.TB, n int) *Cluster {
 				return false
 			}
 		}
+		// The meta leader must see every server online with JetStream (it places
+		// replicas only on those), and every server must have caught up with it.
+		leader := false
 		for _, s := range c.Servers {
 			if s.JetStreamIsLeader() {
-				return true
+				if len(s.JetStreamClusterPeers()) < n {
+					return false
+				}
+				leader = true
+			}
+			if !s.JetStreamIsCurrent() {
+				return false
 			}
 		}
-		return false
-	}, "the JetStream cluster of %d servers is not formed (routes, meta leader)", n)
+		return leader
+	}, "the JetStream cluster of %d servers is not formed (routes, meta leader, peers)", n)
 	return c
 }
 
