@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,8 +30,8 @@ import (
 	topologysvc "github.com/otelfleet/otelfleet/services/topology"
 )
 
-// scaleCPUProfile, when set, receives a CPU profile of BenchmarkRegistryScale's
-// measurement window; its samples carry the label part=collectors|registry|topology|
+// scaleCPUProfile, when set, names the files (FILE.<benchmark name>) that receive a CPU
+// profile of each BenchmarkRegistryScale case's measurement window; its samples carry the label part=collectors|registry|topology|
 // sampler|events (untagged: the nats-servers), so `go tool pprof -tags FILE` splits the
 // CPU between the load generator, each service and the servers.
 var scaleCPUProfile = flag.String("scale.cpuprofile", "", "write a CPU profile of BenchmarkRegistryScale's measurement window to this file")
@@ -123,6 +124,9 @@ func registryScale(b *testing.B, collectors, nodes int) {
 		pprof.Do(ctx, pprof.Labels("part", part), func(context.Context) { fn() })
 	}
 
+	progress := func(format string, args ...any) { // shown while the benchmark runs
+		fmt.Fprintf(os.Stderr, "%s %s: "+format+"\n", append([]any{time.Now().Format("15:04:05"), b.Name()}, args...)...)
+	}
 	// The collectors: the real registration client, `conns` connections shared by all
 	// but the victims, which have their own (closing it is a kill -9).
 	clients := make([]*registration.Client, collectors)
@@ -135,9 +139,10 @@ func registryScale(b *testing.B, collectors, nodes int) {
 		}
 		var wg sync.WaitGroup
 		var next atomic.Int64
+		var stalled atomic.Bool
 		for range writers {
 			wg.Go(func() {
-				for i := int(next.Add(1) - 1); i < collectors; i = int(next.Add(1) - 1) {
+				for i := int(next.Add(1) - 1); i < collectors && !stalled.Load(); i = int(next.Add(1) - 1) {
 					kv := shared[i%conns]
 					if i < victims {
 						victimConns[i] = connect(b)
@@ -159,8 +164,38 @@ func registryScale(b *testing.B, collectors, nodes int) {
 				}
 			})
 		}
+		// When the server cannot take the heartbeats of those registered and new
+		// registrations on top, registering stalls: then the benchmark goes on with the
+		// collectors registered so far and reports how many (registered).
+		done := make(chan struct{})
+		go func() {
+			t := time.NewTicker(10 * time.Second)
+			defer t.Stop()
+			var last [3]int64
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+				}
+				n := min(next.Load(), int64(collectors))
+				progress("%d of %d collectors registered", n, collectors)
+				if last[0] > 0 && n-last[0] < int64(collectors)/200 {
+					progress("registering stalled: %d in the last 30s; going on with those registered", n-last[0])
+					stalled.Store(true)
+					return
+				}
+				last = [3]int64{last[1], last[2], n}
+			}
+		}()
 		wg.Wait()
+		close(done)
 	})
+	clients = slices.DeleteFunc(clients, func(c *registration.Client) bool { return c == nil })
+	collectors = len(clients)
+	if collectors <= victims || slices.Contains(victimConns, nil) {
+		b.Fatalf("only %d collectors registered", collectors)
+	}
 	defer func() {
 		stopped, stop := context.WithCancel(ctx)
 		stop() // stop the heartbeats without waiting for 50,000 deletes; the keys expire
@@ -172,9 +207,6 @@ func registryScale(b *testing.B, collectors, nodes int) {
 	}()
 	if b.Failed() {
 		return
-	}
-	progress := func(format string, args ...any) { // shown while the benchmark runs
-		fmt.Fprintf(os.Stderr, "%s %s: "+format+"\n", append([]any{time.Now().Format("15:04:05"), b.Name()}, args...)...)
 	}
 	progress("%d collectors registered in %v over %d connections", collectors, time.Since(start).Round(time.Millisecond), conns)
 
@@ -280,7 +312,7 @@ func registryScale(b *testing.B, collectors, nodes int) {
 		return info.State.LastSeq
 	}
 	if *scaleCPUProfile != "" {
-		f, err := os.Create(*scaleCPUProfile)
+		f, err := os.Create(*scaleCPUProfile + "." + strings.ReplaceAll(b.Name(), "/", "_"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -337,6 +369,7 @@ func registryScale(b *testing.B, collectors, nodes int) {
 
 	b.ReportMetric(float64(s1-s0)/elapsed.Seconds(), "puts/s")
 	b.ReportMetric(float64(collectors)/(ttl/3).Seconds(), "puts/s-expected")
+	b.ReportMetric(float64(collectors), "registered")
 	b.ReportMetric(float64(falseExp), "false-expiries")
 	b.ReportMetric(float64(rereg), "re-registrations")
 	b.ReportMetric(float64(delays[len(delays)/2])/1e6, "expiry-p50-ms")

@@ -210,8 +210,8 @@ type Cluster struct {
 // RunCluster starts a JetStream cluster of n servers (named s1..sn, cluster "test"),
 // each with its own store in t.TempDir(), on random loopback ports (the seed's route
 // port is reserved first; every server routes to it and gossip completes the mesh). It
-// waits until every server accepts clients and JetStream has a meta leader. The servers
-// are shut down when the test ends.
+// waits until every server accepts clients and JetStream's meta leader sees all n online
+// (so an R3 stream can be placed at once). The servers are shut down when the test ends.
 func RunCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if n < 1 {
