@@ -6,7 +6,11 @@ package natstest
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,9 +141,15 @@ func (s *Server) Restart(t testing.TB) {
 // Connect returns a client connection to s that is closed when the test ends.
 func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(s.URL(), opts...)
+	return connect(t, s.URL(), opts)
+}
+
+// connect connects to url and closes the connection when the test ends.
+func connect(t testing.TB, url string, opts []nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		t.Fatalf("natstest: connect: %v", err)
+		t.Fatalf("natstest: connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
@@ -190,4 +200,94 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Cluster is a JetStream cluster of in-process servers on random loopback ports.
+type Cluster struct {
+	Servers []*Server
+}
+
+// RunCluster starts a JetStream cluster of n servers (named s1..sn, cluster "test"),
+// each with its own store in t.TempDir(), on random loopback ports (the seed's route
+// port is reserved first; every server routes to it and gossip completes the mesh). It
+// waits until every server accepts clients and JetStream's meta leader sees all n online
+// (so an R3 stream can be placed at once). The servers are shut down when the test ends.
+func RunCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest: a cluster needs at least one server, not %d", n)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: reserve the seed route port: %v", err)
+	}
+	seedPort := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	seed := []*url.URL{{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(seedPort))}}
+	c := &Cluster{}
+	// A clustered JetStream server is not ready for clients before it has peers, so
+	// every server is started before any is waited for.
+	for i := range n {
+		port := -1
+		if i == 0 {
+			port = seedPort
+		}
+		o := &server.Options{
+			ServerName: fmt.Sprintf("s%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true,
+			StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: port}, Routes: seed,
+		}
+		srv, err := server.NewServer(o)
+		if err != nil {
+			t.Fatalf("natstest: new cluster server: %v", err)
+		}
+		go srv.Start()
+		s := &Server{Server: srv, opts: o}
+		t.Cleanup(s.Stop)
+		c.Servers = append(c.Servers, s)
+	}
+	for _, s := range c.Servers {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("natstest: cluster server %s not ready within 30s", s.Name())
+		}
+		s.opts.Port = s.Addr().(*net.TCPAddr).Port
+	}
+	Eventually(t, 30*time.Second, func() bool {
+		for _, s := range c.Servers {
+			if s.NumRoutes() < n-1 {
+				return false
+			}
+		}
+		// The meta leader must see every server online with JetStream (it places
+		// replicas only on those), and every server must have caught up with it.
+		leader := false
+		for _, s := range c.Servers {
+			if s.JetStreamIsLeader() {
+				if len(s.JetStreamClusterPeers()) < n {
+					return false
+				}
+				leader = true
+			}
+			if !s.JetStreamIsCurrent() {
+				return false
+			}
+		}
+		return leader
+	}, "the JetStream cluster of %d servers is not formed (routes, meta leader, peers)", n)
+	return c
+}
+
+// URL is every server's client URL, comma-separated (what nats.Connect takes).
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		urls[i] = s.URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Connect returns a client connection to the cluster that is closed when the test ends.
+func (c *Cluster) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	return connect(t, c.URL(), opts)
 }

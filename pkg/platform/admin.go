@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 	"go.uber.org/fx"
 )
 
-// Admin is the admin HTTP server: /metrics, /healthz, /readyz, plus whatever services add
-// with Handle (the topology page, for example).
+// Admin is the admin HTTP server: /metrics, /healthz, /readyz, /debug/pprof/ with
+// Settings.Pprof, plus whatever services add with Handle (the topology page, for
+// example).
 type Admin struct {
 	mux *http.ServeMux
 	srv *http.Server
@@ -47,6 +49,13 @@ func NewAdmin(lc fx.Lifecycle, s Settings, log *slog.Logger, reg *prometheus.Reg
 			Checks []CheckResult `json:"checks"`
 		}{ok, results})
 	})
+	if s.Pprof {
+		a.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		a.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		a.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		a.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		a.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	a.srv = &http.Server{Handler: a.mux, ReadHeaderTimeout: 5 * time.Second}
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {

@@ -292,3 +292,24 @@ func TestComponentStartsAfterBucketsAndStopsInReverseOrder(t *testing.T) {
 		t.Errorf("stop order = %q, want stop b, stop a (all: %q)", got, order)
 	}
 }
+
+// TestAdminPprofOnlyWhenAsked: /debug/pprof/ is served with Settings.Pprof and is a 404
+// without it.
+func TestAdminPprofOnlyWhenAsked(t *testing.T) {
+	srv := natstest.Run(t)
+	for _, on := range []bool{false, true} {
+		s := testSettings(srv.URL())
+		s.Pprof = on
+		var admin *platform.Admin
+		app := fxtest.New(t, platform.Module(s), fx.Populate(&admin), fx.NopLogger)
+		app.RequireStart()
+		code, body := get(t, "http://"+admin.Addr().String()+"/debug/pprof/heap?debug=1")
+		app.RequireStop()
+		switch {
+		case on && (code != 200 || !strings.Contains(body, "heap profile")):
+			t.Errorf("with Pprof: /debug/pprof/heap = %d %.80q", code, body)
+		case !on && code != 404:
+			t.Errorf("without Pprof: /debug/pprof/heap = %d, want 404", code)
+		}
+	}
+}

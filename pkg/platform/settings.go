@@ -58,6 +58,10 @@ type Settings struct {
 	LogOutput io.Writer
 	// Health is the hysteresis of the process's registrations' health.
 	Health HealthHysteresis
+	// Pprof serves Go's runtime profiles (net/http/pprof) under /debug/pprof/ on the
+	// admin server (env ADMIN_PPROF, default off: profiles reveal internals and cost
+	// CPU while taken, so they are for the operator who asks for them).
+	Pprof bool
 }
 
 // Defaults of HealthHysteresis.
@@ -148,6 +152,7 @@ func (s *Settings) Bind(k *knobs.Set) {
 	k.String(&s.Instance, "instance-id", "INSTANCE_ID", s.Instance, "unique id of this instance")
 	k.String(&s.Region, "region", "REGION", s.Region, "region this instance runs in")
 	k.String(&s.AdminAddr, "admin-addr", "ADMIN_ADDR", s.AdminAddr, "admin HTTP address (/metrics, /healthz, /readyz)")
+	k.Bool(&s.Pprof, "admin-pprof", "ADMIN_PPROF", s.Pprof, "serve Go runtime profiles under /debug/pprof/ on the admin server")
 	k.String(&s.LogLevel, "log-level", "LOG_LEVEL", s.LogLevel, "log level: debug, info, warn, error")
 	k.String(&s.LogFormat, "log-format", "LOG_FORMAT", s.LogFormat, "log format: json or text")
 	k.String(&s.Root, "subject-root", "OTELFLEET_ROOT", s.Root, "subject root of every subject, stream and bucket name")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"sync"
@@ -187,7 +186,7 @@ func New(kv Store, cfg Config, log *slog.Logger) (*Client, error) {
 	key, _ := cfg.Key()
 	cfg = cfg.withDefaults()
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler) // a handler writing to io.Discard would still format every record
 	}
 	m, err := newMetrics(cfg.Registerer, key)
 	if err != nil {

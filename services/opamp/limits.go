@@ -84,7 +84,11 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// the frame check: the connection reads through the server's reader, and the
 	// upgrade gets a reader over the connection (a WebSocket library may read from the
 	// returned reader instead of the connection).
-	lc := &limitedConn{Conn: c, src: brw.Reader, lim: w.lim, max: w.maxBytes, tooLarge: w.tooLarge}
+	var src io.Reader = c
+	if brw.Reader.Buffered() > 0 {
+		src = brw.Reader // bytes the client sent past the handshake come first
+	}
+	lc := &limitedConn{Conn: c, src: src, lim: w.lim, max: w.maxBytes, tooLarge: w.tooLarge}
 	w.lim.mu.Lock()
 	w.lim.conns[lc] = struct{}{}
 	w.lim.mu.Unlock()

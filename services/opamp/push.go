@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"strings"
+	"unique"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/open-telemetry/opamp-go/protobufs"
@@ -65,13 +66,23 @@ func (s *Service) desiredEntry(ctx context.Context, uid string, e jetstream.KeyV
 		s.log.Warn("ignoring a desired config whose hash is not hex", "key", e.Key(), "revision", e.Revision())
 		return
 	}
+	held := heldDesired{DesiredConfig: d, config: unique.Make(d.Config)}
+	held.Config = ""
 	s.mu.Lock()
-	s.desired[uid] = d
+	s.desired[uid] = held
 	a := s.agents[uid]
 	s.mu.Unlock()
 	if a != nil {
 		s.push(ctx, a)
 	}
+}
+
+// heldDesired is a desired config as a replica holds it for every agent of the fleet:
+// the text (up to a collector config document's 256 KiB) is held once per distinct
+// config, not once per agent, since a rollout gives the same config to a whole group.
+type heldDesired struct {
+	events.DesiredConfig // Config is empty; the text is config
+	config               unique.Handle[string]
 }
 
 // remoteConfigFor returns the remote config to send a (locked) when its desired config
@@ -96,7 +107,7 @@ func (s *Service) remoteConfigFor(a *agent) *protobufs.AgentRemoteConfig {
 	return &protobufs.AgentRemoteConfig{
 		ConfigHash: hash,
 		Config: &protobufs.AgentConfigMap{ConfigMap: map[string]*protobufs.AgentConfigFile{
-			remoteConfigFileName: {Body: []byte(d.Config), ContentType: "text/yaml"},
+			remoteConfigFileName: {Body: []byte(d.config.Value()), ContentType: "text/yaml"},
 		}},
 	}
 }

@@ -74,9 +74,9 @@ type Service struct {
 	addr                             net.Addr
 
 	mu      sync.Mutex
-	agents  map[string]*agent               // uid -> agent held by this replica
-	desired map[string]events.DesiredConfig // uid -> desired config (every agent)
-	loads   map[string]*loadState           // uid -> own-metrics baseline
+	agents  map[string]*agent      // uid -> agent held by this replica
+	desired map[string]heldDesired // uid -> desired config (every agent)
+	loads   map[string]*loadState  // uid -> own-metrics baseline
 
 	conns *connLimiter // /v1/opamp connections (--opamp-max-connections)
 }
@@ -107,7 +107,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 		cfg: cfg, nc: d.NC, ns: ns, instance: d.Instance, region: region,
 		source: events.Source(events.ServiceOpAMP, d.Instance), log: log,
 		secret: secret, leader: d.Leader, ready: make(chan struct{}),
-		agents: map[string]*agent{}, desired: map[string]events.DesiredConfig{}, loads: map[string]*loadState{},
+		agents: map[string]*agent{}, desired: map[string]heldDesired{}, loads: map[string]*loadState{},
 		conns: newConnLimiter(cfg.MaxConnections),
 	}
 	s.m = newMetrics(d.Registerer, s.agentsByHealth)
@@ -244,7 +244,7 @@ func (s *Service) httpServer() (*http.Server, error) {
 			return
 		}
 		// A WebSocket keeps the slot until its connection closes (limitedConn.Close).
-		hw := &hijackWriter{ResponseWriter: w, lim: s.conns, maxBytes: limit, tooLarge: tooLarge}
+		hw := &hijackWriter{ResponseWriter: smallBuffers{w}, lim: s.conns, maxBytes: limit, tooLarge: tooLarge}
 		defer func() {
 			if !hw.hijacked {
 				s.conns.release()

@@ -668,3 +668,52 @@ func agentsHealth(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	return promtest.Values(t, reg, "otelfleet_opamp_agents_health", "health")
 }
+
+// TestLargeConfigPushedWholeToEveryAgent: a config far larger than a WebSocket's write
+// buffer (sent as many frames of one message) reaches each of two agents byte for byte,
+// and each records it APPLIED.
+func TestLargeConfigPushedWholeToEveryAgent(t *testing.T) {
+	f := newFixture(t)
+	_, addr, _ := f.replica(t, "r1", nil)
+	var sb strings.Builder
+	sb.WriteString(collectorYAML)
+	for i := 0; sb.Len() < 100<<10; i++ {
+		fmt.Fprintf(&sb, "# padding line %06d to make the document larger than any WebSocket buffer\n", i)
+	}
+	config := sb.String()
+	h := sha256.Sum256([]byte(config))
+	hash := hex.EncodeToString(h[:])
+	var uids []types.InstanceUid
+	var mu sync.Mutex
+	got := map[string]string{}
+	for i := range 2 {
+		uid := newUID()
+		uids = append(uids, uid)
+		startAgent(t, addr, agentOpts{uid: uid, instanceID: fmt.Sprintf("large-%d", i),
+			caps: protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig | protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig,
+			onRemote: func(c client.OpAMPClient, rc *protobufs.AgentRemoteConfig) {
+				mu.Lock()
+				got[hexUID(uid)] = string(rc.GetConfig().GetConfigMap()["collector.yaml"].GetBody())
+				mu.Unlock()
+				_ = c.SetRemoteConfigStatus(&protobufs.RemoteConfigStatus{LastRemoteConfigHash: rc.ConfigHash, Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED})
+			}})
+		natstest.Eventually(t, 2*time.Second, func() bool { _, ok := f.agentState(hexUID(uid)); return ok }, "agent %d connected", i)
+		d := events.DesiredConfig{V: 1, UID: hexUID(uid), Group: "big", Version: 1, Hash: hash, Config: config, UpdatedAt: time.Now()}
+		b, _ := json.Marshal(d)
+		if _, err := f.b.Rollouts.Put(context.Background(), events.DesiredKeyPrefix+hexUID(uid), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, uid := range uids {
+		natstest.Eventually(t, 5*time.Second, func() bool {
+			st, ok := f.agentState(hexUID(uid))
+			return ok && st.RemoteConfig.Status == events.RemoteConfigApplied && st.RemoteConfig.Hash == hash && st.RemoteConfig.Group == "big"
+		}, "agent %s applied the large config", hexUID(uid))
+		mu.Lock()
+		body := got[hexUID(uid)]
+		mu.Unlock()
+		if body != config {
+			t.Fatalf("agent %s received %d bytes, want the %d sent", hexUID(uid), len(body), len(config))
+		}
+	}
+}

@@ -3,6 +3,7 @@ package opampsvc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,8 +52,8 @@ type agent struct {
 
 	rev          uint64 // revision of our last agent.<uid> write (0: none yet)
 	lastWrite    time.Time
-	lastContent  []byte // the state last written, timestamps zeroed
-	regKey       string // registry key last written
+	lastContent  [sha256.Size]byte // hash of the state last written without updated_at (encodeState)
+	regKey       string            // registry key last written
 	registeredAt time.Time
 	generation   uint64
 	lastReg      events.Registration
@@ -106,11 +107,12 @@ func (s *Service) flush(ctx context.Context, a *agent, now time.Time) error {
 	if err := st.Validate(); err != nil {
 		return err
 	}
-	val, c, err := encodeState(st)
+	val, enc, err := encodeState(st)
 	if err != nil {
 		return err
 	}
-	changed := !bytes.Equal(c, a.lastContent)
+	c := sha256.Sum256(enc)
+	changed := c != a.lastContent
 	if !changed && now.Sub(a.lastWrite) < s.ttl/3 {
 		return nil
 	}

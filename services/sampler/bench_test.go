@@ -8,6 +8,7 @@ import (
 	"github.com/otelfleet/otelfleet/pkg/events"
 	"github.com/otelfleet/otelfleet/pkg/fleetconfig"
 	"github.com/otelfleet/otelfleet/pkg/fleetview"
+	"github.com/otelfleet/otelfleet/pkg/sysstat"
 	"github.com/otelfleet/otelfleet/services/sampler/internal/strategy"
 )
 
@@ -17,18 +18,39 @@ import (
 // priority rules, cost cap, degradation), encode the KV value, and install it for
 // serving (precomputed Jaeger responses). bytes/decision is the stored value's size.
 func BenchmarkDecision10kServices(b *testing.B) {
-	const services, collectors = 10_000, 100
+	benchDecision(b, 100, 1000, 10_000)
+}
+
+// BenchmarkDecisionFleet is the same leader interval for fleets of 10,000 to 100,000
+// collectors, each listing 20 of 10,000 services (a service is reported by 20 to 200
+// collectors): what one interval costs as the fleet grows.
+func BenchmarkDecisionFleet(b *testing.B) {
+	for _, n := range []int{10_000, 50_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchDecision(b, n, 20, 10_000) })
+	}
+}
+
+// benchDecision runs one leader interval per op for collectors each listing perCollector
+// of services services.
+func benchDecision(b *testing.B, collectors, perCollector, services int) {
 	loads := testLoads(time.Hour)
 	now := time.Now()
+	names := make([]string, services)
+	for s := range names {
+		names[s] = fmt.Sprintf("service-%05d", s)
+	}
 	for c := range collectors {
 		r := events.LoadReport{V: 1, Region: fmt.Sprintf("r%d", c%5), Collector: fmt.Sprintf("c%d", c), At: now, Capacity: 1e7}
-		for i := range 1000 {
-			s := (c*1000 + i) % services
+		r.Services = make([]events.ServiceRate, 0, perCollector)
+		for i := range perCollector {
+			s := (c*perCollector + i) % services
 			q := 1e5 / float64(s+1) / 10
-			r.Services = append(r.Services, events.ServiceRate{Name: fmt.Sprintf("service-%05d", s), SpansPerSec: q})
+			r.Services = append(r.Services, events.ServiceRate{Name: names[s], SpansPerSec: q})
 			r.QPS += q
 		}
-		add(loads, r, now)
+		if res := add(loads, r, now); res != fleetview.Counted {
+			b.Fatalf("collector %d: %v", c, res)
+		}
 	}
 	g := fleetconfig.Defaults().Global
 	g.SamplingStrategies = append(g.SamplingStrategies, fleetconfig.Strategy{Type: fleetconfig.StrategyCostBased, BudgetPerHour: new(1e6), CostPerSpan: new(1e-3)})
@@ -37,8 +59,12 @@ func BenchmarkDecision10kServices(b *testing.B) {
 	api := NewAPI(nil)
 	var size int
 	b.ReportAllocs()
+	cpu0, _ := sysstat.ProcessCPUSeconds()
 	for b.Loop() {
 		obs := loads.Observe(now)
+		if obs.Collectors != collectors {
+			b.Fatalf("observed %d collectors, want %d", obs.Collectors, collectors)
+		}
 		d, _ := eng.Step(p, obs, now)
 		d.V, d.Version, d.Leader, d.Token = events.DecisionVersion, 1, "bench", 1
 		data, err := fit(&d, events.MaxPayloadBytes)
@@ -47,6 +73,9 @@ func BenchmarkDecision10kServices(b *testing.B) {
 		}
 		size = len(data)
 		api.Install(&d)
+	}
+	if cpu1, err := sysstat.ProcessCPUSeconds(); err == nil { // wall time also counts waiting for a core
+		b.ReportMetric((cpu1-cpu0)*1e3/float64(b.N), "cpu-ms/op")
 	}
 	b.ReportMetric(float64(size), "bytes/decision")
 }
