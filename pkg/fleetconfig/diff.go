@@ -7,8 +7,7 @@ import (
 
 // Diff returns the YAML names of the top-level fields of Global whose values
 // differ between old and new, in schema order: sampling_rate,
-// sampling_strategies, degradation, rate_limiting, routing_rules, tail_sampling,
-// metadata.
+// sampling_strategies, degradation, rate_limiting, routing_rules, metadata.
 // The stored-only fields (Version, UpdatedAt, UpdatedBy) are ignored, and an
 // empty list or map equals an absent one. It returns nil when nothing differs.
 func Diff(old, new Global) []string {
@@ -18,7 +17,6 @@ func Diff(old, new Global) []string {
 		{"degradation", old.Degradation, new.Degradation},
 		{"rate_limiting", old.RateLimiting, new.RateLimiting},
 		{"routing_rules", old.RoutingRules, new.RoutingRules},
-		{"tail_sampling", old.TailSampling, new.TailSampling},
 		{"metadata", old.Metadata, new.Metadata},
 	})
 }

@@ -1,12 +1,15 @@
 package fleetconfig
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
-// TailSampling is global.tail_sampling: whole-trace decisions made in the
+// TailSampling is the tail_sampling block: whole-trace decisions made in the
 // router tier once a trace has stopped receiving spans. The policies are tried
 // in order and the first whose condition the trace meets decides it; a trace
 // no policy matches is dropped (end the list with a policy without `when` to
@@ -294,4 +297,33 @@ func validPolicyName(s string) bool {
 		}
 	}
 	return true
+}
+
+// ParseTailSamplingYAML decodes a tail_sampling block strictly (unknown fields, type
+// mismatches and bare-number durations are errors wrapping ErrDecode that name the
+// line). It does not validate.
+//
+// The block is not yet a field of Global: it becomes one when the routers apply it, so
+// that no stored config carries a setting nothing acts on.
+func ParseTailSamplingYAML(data []byte) (TailSampling, error) {
+	return guard(func() (TailSampling, error) {
+		if err := checkYAMLDocument(data); err != nil {
+			return TailSampling{}, err
+		}
+		var t TailSampling
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&t); err != nil {
+			return TailSampling{}, yamlError(err)
+		}
+		return t, nil
+	})
+}
+
+// Validate checks t and returns a *ValidationError listing every problem, with paths
+// under "tail_sampling.", or nil.
+func (t TailSampling) Validate() error {
+	var c checker
+	t.check(&c, "tail_sampling")
+	return c.err()
 }

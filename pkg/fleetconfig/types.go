@@ -40,10 +40,6 @@ type Global struct {
 	// first matching rule wins.
 	RoutingRules []RoutingRule `yaml:"routing_rules,omitempty" json:"routing_rules,omitempty"`
 
-	// TailSampling makes whole-trace decisions in the router tier; absent,
-	// there is no tail sampling (see TailSampling).
-	TailSampling *TailSampling `yaml:"tail_sampling,omitempty" json:"tail_sampling,omitempty"`
-
 	// Metadata is free-form operator information (owner, ticket, ...). Keys
 	// must not be empty.
 	Metadata map[string]string `yaml:"metadata,omitempty" json:"metadata,omitempty"`

@@ -101,9 +101,6 @@ func (g Global) check(c *checker) {
 	for i, r := range g.RoutingRules {
 		r.check(c, fmt.Sprintf("global.routing_rules[%d]", i))
 	}
-	if g.TailSampling != nil {
-		g.TailSampling.check(c, "global.tail_sampling")
-	}
 	if _, ok := g.Metadata[""]; ok {
 		c.add("global.metadata", "keys must not be empty")
 	}

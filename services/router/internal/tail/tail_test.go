@@ -30,30 +30,27 @@ func (s span) Attr(k string) (string, bool) {
 	return v, ok
 }
 
-// issueConfig is the policy set of docs/SAMPLING.md.
+// issueConfig is a policy set with every kind of condition.
 func issueConfig(t *testing.T) fleetconfig.TailSampling {
 	t.Helper()
-	f, err := fleetconfig.ParseYAML([]byte(`
-global:
-  sampling_rate: 1
-  tail_sampling:
-    decision_wait: 5s
-    max_trace_spans: 10000
-    policies:
-      - {name: errors, when: {status: error}, keep: 1.0}
-      - {name: slow, when: {min_duration: 2s, root: true}, keep: 1.0}
-      - {name: vip, when: {attributes: {tenant: vip}}, keep: 1.0}
-      - {name: checkout, when: {services: ["checkout*"]}, dynamic: {key: [http.route], goal_rate: 20}}
-      - {name: big, when: {min_spans: 50}, keep: 1.0}
-      - {name: rest, keep: 0.05}
+	ts, err := fleetconfig.ParseTailSamplingYAML([]byte(`
+decision_wait: 5s
+max_trace_spans: 10000
+policies:
+  - {name: errors, when: {status: error}, keep: 1.0}
+  - {name: slow, when: {min_duration: 2s, root: true}, keep: 1.0}
+  - {name: vip, when: {attributes: {tenant: vip}}, keep: 1.0}
+  - {name: checkout, when: {services: ["checkout*"]}, dynamic: {key: [http.route], goal_rate: 20}}
+  - {name: big, when: {min_spans: 50}, keep: 1.0}
+  - {name: rest, keep: 0.05}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Validate(); err != nil {
+	if err := ts.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return *f.Global.TailSampling
+	return ts
 }
 
 func decide(e *Engine, now time.Time, spans ...span) Decision {
