@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -152,6 +154,18 @@ func TestDevAuthLeastPrivilege(t *testing.T) {
 	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN"),
 		"config", "set", "-f", examplePath(t), "--by", "tester"); code != exitOK {
 		t.Fatalf("admin config set: exit %d, %s %s", code, out, stderr)
+	}
+	// admin validates a collector config: the config service checks it against the
+	// OpAMP agents it reads from otlp_agents, within its rights.
+	collectorFile := filepath.Join(t.TempDir(), "collector.yaml")
+	if err := os.WriteFile(collectorFile, []byte(cliCollectorYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "admin", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_ADMIN"),
+		"collectors", "config", "validate", "-f", collectorFile, "--group", "edge", "-o", "json"); code != exitOK || !strings.Contains(out, `"agents": []`) {
+		// "agents": null with a note naming the request's error is a service that could not
+		// read the agents bucket.
+		t.Fatalf("admin collectors config validate: exit %d, %s %s", code, out, stderr)
 	}
 	// viewer may read the config but not write it.
 	if code, out, stderr := runCLI(t, "--nats", url, "--nats-user", "viewer", "--nats-password", envOf(t, "OTELFLEET_PASSWORD_VIEWER"), "config", "get"); code != exitOK {
