@@ -3,6 +3,7 @@ package configsvc
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -17,27 +18,32 @@ import (
 
 // storedVersions keeps otelfleet_config_stored_version{key}: per config key the watchers
 // apply (global, region.<r>) the version in force in the bucket, the highest valid version
-// of the key's kept history (the rule of the store and of every watcher). Each instance's
+// of the key's kept history or of its good.<key> copy (configwatch.LastGood, the rule of the
+// store and of every watcher). Each instance's
 // otelfleet_config_applied_version is compared with it: an instance below it for long is
 // out of sync.
 type storedVersions struct {
 	gauge *prometheus.GaugeVec
 	log   *slog.Logger
 
-	mu       sync.Mutex
-	versions map[string]uint64 // by key, while a watch replays or runs
-	replayed bool
+	mu sync.Mutex
+	// By key, while a watch replays or runs: the highest valid version of the key's
+	// history (forgotten when the key is deleted) and of its good.<key> copy. In force is
+	// the higher of the two, none for a deleted key (configwatch.LastGood's rule).
+	history, good map[string]uint64
+	deleted       map[string]bool
+	replayed      bool
 }
 
 func newStoredVersions(reg prometheus.Registerer, log *slog.Logger) (*storedVersions, error) {
 	g, err := promreg.Shared(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "otelfleet_config_stored_version",
-		Help: "Version in force in the config bucket per key (global, region.<r>): the highest valid version of the key's kept history.",
+		Help: "Version in force in the config bucket per key (global, region.<r>): the highest valid version of the key's kept history or of its good.<key> copy.",
 	}, []string{"key"}))
 	if err != nil {
 		return nil, err
 	}
-	return &storedVersions{gauge: g, log: log, versions: map[string]uint64{}}, nil
+	return &storedVersions{gauge: g, log: log, history: map[string]uint64{}, good: map[string]uint64{}, deleted: map[string]bool{}}, nil
 }
 
 // run watches the config bucket, history included, until ctx ends.
@@ -45,7 +51,9 @@ func (s *storedVersions) run(ctx context.Context, nc *nats.Conn, kv jetstream.Ke
 	kvwatch.Watch(ctx, nc, kv, "", kvwatch.Handler{
 		Start: func() {
 			s.mu.Lock()
-			clear(s.versions)
+			clear(s.history)
+			clear(s.good)
+			clear(s.deleted)
 			s.replayed = false
 			s.mu.Unlock()
 		},
@@ -62,27 +70,50 @@ func (s *storedVersions) entry(e jetstream.KeyValueEntry) {
 	if e == nil {
 		s.replayed = true
 		s.gauge.Reset()
-		for k, v := range s.versions {
-			s.gauge.WithLabelValues(k).Set(float64(v))
+		for k := range s.keysLocked() {
+			s.showLocked(k)
 		}
 		return
 	}
-	key := e.Key()
+	key, copied := strings.CutPrefix(e.Key(), events.GoodConfigKeyPrefix)
 	if e.Operation() != jetstream.KeyValuePut {
-		delete(s.versions, key) // a deleted key: nothing older is in force
-		if s.replayed {
-			s.gauge.DeleteLabelValues(key)
+		if !copied {
+			delete(s.history, key) // a deleted key: nothing older is in force
+			s.deleted[key] = true
 		}
-		return
+	} else if version, ok := validVersion(key, e.Value()); ok {
+		into := s.history
+		if copied {
+			into = s.good
+		} else {
+			delete(s.deleted, key)
+		}
+		into[key] = max(into[key], version)
 	}
-	version, ok := validVersion(key, e.Value())
-	if !ok || version <= s.versions[key] {
-		return
-	}
-	s.versions[key] = version
 	if s.replayed {
-		s.gauge.WithLabelValues(key).Set(float64(version))
+		s.showLocked(key)
 	}
+}
+
+// keysLocked returns every key with a version or a deletion.
+func (s *storedVersions) keysLocked() map[string]struct{} {
+	keys := map[string]struct{}{}
+	for _, m := range []map[string]uint64{s.history, s.good} {
+		for k := range m {
+			keys[k] = struct{}{}
+		}
+	}
+	return keys
+}
+
+// showLocked sets key's gauge to its version in force, or removes it when none is.
+func (s *storedVersions) showLocked(key string) {
+	v := max(s.history[key], s.good[key])
+	if s.deleted[key] || v == 0 {
+		s.gauge.DeleteLabelValues(key)
+		return
+	}
+	s.gauge.WithLabelValues(key).Set(float64(v))
 }
 
 // validVersion is the version of a valid global or regional value; false for other keys

@@ -2,6 +2,7 @@ package configsvc_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -71,4 +72,35 @@ regions:
 		_, had := storedVersions(t, a.reg)["region.eu-west-1"]
 		return !had
 	}, "a deleted region still has a stored version: %v", storedVersions(t, a.reg))
+}
+
+// TestStoredVersionSurvivesAFullHistoryOfGarbage: more invalid values than the key's
+// kept history pushes every valid version of global out of it; the version in force is
+// then the last good copy (good.global), as for every watcher, and the gauge says so —
+// also for an instance started after the garbage.
+func TestStoredVersionSurvivesAFullHistoryOfGarbage(t *testing.T) {
+	srv := natstest.Run(t)
+	a := startInstance(t, srv.URL(), "a")
+	natstest.Eventually(t, 5*time.Second, func() bool { return storedVersions(t, a.reg)["global"] == 1 },
+		"stored version of global after the first start: %v, want 1", storedVersions(t, a.reg))
+	_, js := srv.JetStream(t)
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, events.Default.ConfigBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		_, err := kv.Get(ctx, events.GoodConfigKey(events.GlobalConfigKey))
+		return err == nil
+	}, "the config service keeps a good copy of global")
+	for i := range 70 {
+		if _, err := kv.Put(ctx, events.GlobalConfigKey, []byte(fmt.Sprintf("garbage %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := startInstance(t, srv.URL(), "b")
+	for name, in := range map[string]*instance{"running": a, "started after": b} {
+		natstest.Eventually(t, 5*time.Second, func() bool { return storedVersions(t, in.reg)["global"] == 1 },
+			"%s instance: stored versions %v, want global 1 from its good copy", name, storedVersions(t, in.reg))
+	}
 }
