@@ -40,7 +40,8 @@ func Hub(t testing.TB, opts ...Option) *Server {
 // Leaf starts a server with JetStream domain region that is a leaf node of hub,
 // connected through a Link the test can cut, black-hole and heal. The leaf redials
 // every 100 ms while the link is down and pings every second (three missed pings
-// close the link), so tests see the link's state change within seconds.
+// close the link), so tests see the link's state change within seconds. It returns once
+// the link is up.
 func Leaf(t testing.TB, hub *Server, region string, opts ...Option) (*Server, *Link) {
 	t.Helper()
 	link := NewLink(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(hub.LeafPort())))
@@ -52,6 +53,7 @@ func Leaf(t testing.TB, hub *Server, region string, opts ...Option) (*Server, *L
 		o.LeafNode.ReconnectInterval = 100 * time.Millisecond
 		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 	}}, opts...)...)
+	Eventually(t, 10*time.Second, s.Linked, "leaf %s linked to the hub", region)
 	return s, link
 }
 
